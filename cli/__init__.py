@@ -1,0 +1,1 @@
+"""The ``genrectl`` command line. Thin: parse, validate, call scheduler/ and db/, render."""

@@ -1,0 +1,108 @@
+"""Small commands: status, config, db."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+from sqlalchemy import func, select
+
+from cli.app import Context, emit_json, json_option, pass_context
+from db.engine import session_scope
+from db.models import Batch, Segment, Shard, Track
+from genrectl.settings import Settings
+
+
+@click.command()
+@json_option
+@pass_context
+def status(obj: Context, as_json: bool) -> None:
+    """What is in the library: tracks by status, shards, segments, the last batch.
+
+    \b
+    Example:
+      genrectl status --json
+    """
+    settings = obj.ready_settings()
+    report = library_status(settings)
+    if as_json:
+        emit_json(report)
+        return
+    from cli.render import stdout, table
+
+    tracks = report["tracks"]
+    rows = [(k, v) for k, v in tracks.items()] + [
+        ("shards", report["shards"]),
+        ("segments", report["segments"]),
+        ("mode", report["mode"]),
+    ]
+    stdout().print(table(["", "count"], rows, title="genrectl library"))
+    batch = report["last_batch"]
+    if batch:
+        click.echo(
+            f"Last batch #{batch['id']} ({batch['status']}): {batch['done']}/{batch['total']} done, "
+            f"{batch['failed']} failed, {batch['unchanged']} unchanged, started {batch['created_at']}"
+        )
+
+
+def library_status(settings: Settings) -> dict[str, Any]:
+    with session_scope(settings) as session:
+        by_status = dict(session.execute(select(Track.status, func.count()).group_by(Track.status)).all())
+        batch = session.scalar(select(Batch).order_by(Batch.id.desc()).limit(1))
+        return {
+            "mode": "embedded" if settings.embedded else "distributed",
+            "tracks": {"total": sum(by_status.values()), **{str(k): v for k, v in by_status.items()}},
+            "shards": session.scalar(select(func.count()).select_from(Shard)),
+            "segments": session.scalar(select(func.count()).select_from(Segment)),
+            "last_batch": None
+            if batch is None
+            else {
+                "id": batch.id,
+                "status": batch.status,
+                "total": batch.total,
+                "done": batch.done,
+                "failed": batch.failed,
+                "unchanged": batch.unchanged,
+                "missing": batch.missing,
+                "created_at": batch.created_at.isoformat(timespec="seconds"),
+            },
+        }
+
+
+@click.command()
+@json_option
+@pass_context
+def config(obj: Context, as_json: bool) -> None:
+    """Print the effective settings (passwords in URLs are masked).
+
+    \b
+    Example:
+      GENRECTL_HOME=/tmp/g genrectl config
+    """
+    values = obj.settings.public()
+    if as_json:
+        emit_json(values)
+        return
+    width = max(len(k) for k in values)
+    for key, value in values.items():
+        click.echo(f"{key.ljust(width)}  {value}")
+
+
+@click.group()
+def db() -> None:
+    """Database maintenance."""
+
+
+@db.command("upgrade")
+@pass_context
+def db_upgrade(obj: Context) -> None:
+    """Create or migrate the database schema to the newest version.
+
+    \b
+    Example:
+      GENRECTL_DATABASE_URL=postgresql+psycopg://genrectl@db/genrectl genrectl db upgrade
+    """
+    from db.migrate import head_revision, upgrade
+
+    changed = upgrade(obj.settings)
+    click.echo(f"database {'upgraded to' if changed else 'already at'} revision {head_revision()}")

@@ -1,0 +1,117 @@
+"""``genrectl ingest``: scan, plan a batch, featurize it, report."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import click
+from sqlalchemy import select
+
+from cli.app import EXIT_FAILURES, Context, emit_json, json_option, pass_context
+from db.engine import session_scope
+from db.models import Job, JobStatus, Track
+from scheduler.batches import IngestPlan, chunked, plan_ingest
+from scheduler.scan import ScanResult, scan
+
+
+@click.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--retry-failed", is_flag=True, help="Try again files that failed before.")
+@click.option("--strict", is_flag=True, help="Exit with status 4 if any file failed.")
+@json_option
+@pass_context
+def ingest(obj: Context, paths: tuple[Path, ...], retry_failed: bool, strict: bool, as_json: bool) -> None:
+    """Add the music under PATHS to the library.
+
+    Every new or changed audio file is decoded, cut into 6 s segments and turned into mel
+    spectrograms stored in HDF5 shards. Unchanged files (same size and mtime) are not read
+    again; files that disappeared are marked missing. One bad file fails alone.
+
+    \b
+    Examples:
+      genrectl ingest ~/Music
+      genrectl ingest ~/Music /mnt/nas/flac --json
+    """
+    from cli.render import batch_progress, stderr
+    from worker.features import FeatureParams  # a light dataclass module: no torch at import
+
+    settings = obj.ready_settings()
+    roots = [_root(p) for p in paths]
+    started = time.monotonic()
+    with stderr().status("Scanning…", spinner="dots") if not obj.quiet else nullcontext():
+        found = scan(Path(r) for r in roots)
+    with session_scope(settings) as session:
+        plan = plan_ingest(session, found, roots=roots, feature_version=FeatureParams().version,
+                           retry_failed=retry_failed)
+    if plan.track_ids:
+        from scheduler.runner import run_featurize
+
+        chunks = list(chunked(plan.track_ids, settings.chunk_size))
+        with batch_progress("Featurizing", len(plan.track_ids), quiet=obj.quiet or as_json) as bar:
+            run_featurize(settings, plan.batch_id, chunks, bar)
+    report = _report(settings, plan, found, time.monotonic() - started)
+    if as_json:
+        emit_json(report)
+    else:
+        _print_report(report, quiet=obj.quiet)
+    if strict and report["failed"]:
+        sys.exit(EXIT_FAILURES)
+
+
+def _root(path: Path) -> str:
+    expanded = Path(os.path.expanduser(str(path)))
+    if not expanded.exists():
+        raise click.BadParameter(f"'{path}' does not exist", param_hint="PATHS")
+    return os.path.abspath(expanded)
+
+
+def _report(settings: Any, plan: IngestPlan, found: ScanResult, seconds: float) -> dict[str, Any]:
+    with session_scope(settings) as session:
+        rows = session.execute(
+            select(Track.path, Job.status, Job.error)
+            .join(Job, Job.track_id == Track.id)
+            .where(Job.batch_id == plan.batch_id)
+        ).all()
+    failed = [{"path": p, "reason": e} for p, s, e in rows if s == JobStatus.FAILED]
+    return {
+        "batch_id": plan.batch_id,
+        "seconds": round(seconds, 2),
+        "scanned": len(found.files),
+        "new": plan.new,
+        "changed": plan.changed,
+        "unchanged": plan.unchanged,
+        "previously_failed": plan.previously_failed,
+        "featurized": sum(1 for _, s, _ in rows if s == JobStatus.DONE),
+        "failed": sorted(failed, key=lambda f: f["path"]),
+        "missing": plan.missing,
+        "ignored_non_audio": found.ignored,
+        "problems": [{"path": p, "reason": r} for p, r in found.problems],
+    }
+
+
+def _print_report(report: dict[str, Any], *, quiet: bool) -> None:
+    echo = click.echo
+    if not report["new"] and not report["changed"]:
+        echo(f"Nothing to decode: {report['unchanged']} tracks unchanged"
+             + (f", {report['previously_failed']} failed before (--retry-failed to try again)"
+                if report["previously_failed"] else "") + ".")
+    else:
+        echo(
+            f"Ingested {report['scanned']} files in {report['seconds']:.1f} s: "
+            f"{report['new']} new, {report['changed']} changed, {report['unchanged']} unchanged, "
+            f"{report['featurized']} featurized, {len(report['failed'])} failed."
+        )
+    for item in report["failed"]:
+        echo(f"  failed  {item['path']}: {item['reason']}")
+    for item in report["problems"]:
+        echo(f"  skipped {item['path']}: {item['reason']}")
+    if report["missing"]:
+        echo(f"{len(report['missing'])} tracks are missing from disk (marked missing).")
+        if not quiet:
+            for path in report["missing"][:20]:
+                echo(f"  missing {path}")

@@ -1,0 +1,20 @@
+"""``genrectl``: every command is registered here."""
+
+from __future__ import annotations
+
+from cli import commands, ingest, tracks
+from cli.app import cli
+
+cli.add_command(ingest.ingest)
+cli.add_command(commands.status)
+cli.add_command(commands.config)
+cli.add_command(commands.db)
+cli.add_command(tracks.tracks)
+
+
+def main() -> None:
+    cli(prog_name="genrectl")
+
+
+if __name__ == "__main__":
+    main()

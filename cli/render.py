@@ -1,0 +1,60 @@
+"""Rich rendering helpers: consoles, progress bars, tables. Imported lazily by commands."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from scheduler.batches import BatchCounts
+
+
+def stdout() -> Console:
+    return Console(highlight=False, soft_wrap=True)
+
+
+def stderr() -> Console:
+    return Console(stderr=True, highlight=False)
+
+
+@contextmanager
+def batch_progress(description: str, total: int, *, quiet: bool) -> Iterator[Any]:
+    """A progress bar with ETA that takes BatchCounts; silent with -q."""
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[failed]} failed"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=stderr(),
+        disable=quiet,
+        transient=False,
+    )
+    with progress:
+        task = progress.add_task(description, total=total, failed=0)
+
+        def update(counts: BatchCounts) -> None:
+            progress.update(task, completed=counts.finished, failed=counts.failed)
+
+        yield update
+
+
+def table(columns: Sequence[str], rows: Sequence[Sequence[Any]], *, title: str | None = None) -> Table:
+    grid = Table(title=title, show_lines=False, header_style="bold")
+    for column in columns:
+        grid.add_column(column, overflow="fold")
+    for row in rows:
+        grid.add_row(*("" if v is None else str(v) for v in row))
+    return grid

@@ -1,0 +1,1 @@
+"""The database: typed SQLAlchemy models, engine/session handling, migrations and queries."""

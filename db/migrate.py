@@ -1,0 +1,59 @@
+"""Schema migrations with Alembic, driven from code (no alembic.ini needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+from db.engine import get_engine
+from genrectl.settings import Settings
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def _config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    return config
+
+
+def head_revision() -> str | None:
+    return ScriptDirectory.from_config(_config()).get_current_head()
+
+
+def current_revision(settings: Settings) -> str | None:
+    with get_engine(settings).connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def upgrade(settings: Settings) -> bool:
+    """Bring the schema to the newest revision. Returns True if anything was applied."""
+    if current_revision(settings) == head_revision():
+        return False
+    config = _config()
+    with get_engine(settings).begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+    return True
+
+
+def revision(settings: Settings, message: str) -> None:
+    """Autogenerate a new revision (a developer's tool: `python -m db.migrate "message"`)."""
+    config = _config()
+    with get_engine(settings).begin() as connection:
+        config.attributes["connection"] = connection
+        command.revision(config, message=message, autogenerate=True)
+
+
+if __name__ == "__main__":
+    import sys
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        dev = Settings.from_env({"GENRECTL_HOME": tmp})
+        upgrade(dev)
+        revision(dev, sys.argv[1])

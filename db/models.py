@@ -1,0 +1,160 @@
+"""Typed declarative models. The database is the source of truth (see DESIGN.md)."""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from typing import Annotated
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+# Shared column types, defined once.
+intpk = Annotated[int, mapped_column(Integer, primary_key=True)]
+created_at = Annotated[datetime, mapped_column(DateTime(timezone=True), default=utcnow)]
+short_text = Annotated[str, mapped_column(String(255))]
+sha256_hex = Annotated[str, mapped_column(String(64))]
+
+
+class TrackStatus(enum.StrEnum):
+    PENDING = "pending"  # scanned, waiting for featurization
+    OK = "ok"  # featurized: segments are in a shard
+    FAILED = "failed"  # could not be featurized; see Track.error
+    MISSING = "missing"  # was in the library, is no longer on disk
+
+
+class JobStatus(enum.StrEnum):
+    QUEUED = "queued"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class BatchStatus(enum.StrEnum):
+    RUNNING = "running"
+    DONE = "done"
+    CANCELLED = "cancelled"
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict: JSON, int: Integer}
+
+
+class Track(Base):
+    """One audio file of the library, keyed by its path."""
+
+    __tablename__ = "tracks"
+
+    id: Mapped[intpk]
+    path: Mapped[str] = mapped_column(Text, unique=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    mtime_ns: Mapped[int] = mapped_column(BigInteger)
+    content_hash: Mapped[str | None] = mapped_column(String(64), index=True)
+    status: Mapped[str] = mapped_column(String(16), default=TrackStatus.PENDING, index=True)
+    error: Mapped[str | None] = mapped_column(Text)
+    feature_version: Mapped[str | None] = mapped_column(String(32))
+    duration_s: Mapped[float | None] = mapped_column(Float)
+    sample_rate: Mapped[int | None]
+    channels: Mapped[int | None]
+    codec: Mapped[str | None] = mapped_column(String(64))
+    artist: Mapped[str | None] = mapped_column(Text)
+    title: Mapped[str | None] = mapped_column(Text)
+    album: Mapped[str | None] = mapped_column(Text)
+    genre_tag: Mapped[str | None] = mapped_column(Text)
+    added_at: Mapped[created_at]
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+
+    segments: Mapped[list[Segment]] = relationship(
+        back_populates="track", cascade="all, delete-orphan", order_by="Segment.index"
+    )
+    jobs: Mapped[list[Job]] = relationship(back_populates="track")
+
+
+class Batch(Base):
+    """One run of ``genrectl ingest``: its counters are derived from its jobs."""
+
+    __tablename__ = "batches"
+
+    id: Mapped[intpk]
+    kind: Mapped[str] = mapped_column(String(32), default="ingest")
+    status: Mapped[str] = mapped_column(String(16), default=BatchStatus.RUNNING, index=True)
+    roots: Mapped[list[str]] = mapped_column(JSON, default=list)
+    total: Mapped[int] = mapped_column(default=0)
+    done: Mapped[int] = mapped_column(default=0)
+    failed: Mapped[int] = mapped_column(default=0)
+    unchanged: Mapped[int] = mapped_column(default=0)
+    missing: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[created_at]
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    jobs: Mapped[list[Job]] = relationship(back_populates="batch", cascade="all, delete-orphan")
+
+
+class Job(Base):
+    """One unit of work of a batch (featurize one track). Idempotent: unique per batch+track."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (UniqueConstraint("batch_id", "kind", "track_id", name="uq_job_batch_track"),)
+
+    id: Mapped[intpk]
+    batch_id: Mapped[int] = mapped_column(ForeignKey("batches.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(32), default="featurize")
+    track_id: Mapped[int] = mapped_column(ForeignKey("tracks.id", ondelete="CASCADE"), index=True)
+    status: Mapped[str] = mapped_column(String(16), default=JobStatus.QUEUED, index=True)
+    error: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[created_at]
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    batch: Mapped[Batch] = relationship(back_populates="jobs")
+    track: Mapped[Track] = relationship(back_populates="jobs")
+
+
+class Shard(Base):
+    """One HDF5 file of mel segments from many tracks."""
+
+    __tablename__ = "shards"
+
+    id: Mapped[intpk]
+    path: Mapped[str] = mapped_column(Text, unique=True)
+    sha256: Mapped[sha256_hex]
+    feature_version: Mapped[str] = mapped_column(String(32), index=True)
+    n_segments: Mapped[int]
+    created_at: Mapped[created_at]
+
+    segments: Mapped[list[Segment]] = relationship(back_populates="shard")
+
+
+class Segment(Base):
+    """Where one 6 s segment of a track lives: shard and row."""
+
+    __tablename__ = "segments"
+    # Tracks with identical content share shard rows, so (shard, row) is not unique.
+    __table_args__ = (UniqueConstraint("track_id", "index", name="uq_segment_track_index"),)
+
+    id: Mapped[intpk]
+    track_id: Mapped[int] = mapped_column(ForeignKey("tracks.id", ondelete="CASCADE"), index=True)
+    shard_id: Mapped[int] = mapped_column(ForeignKey("shards.id", ondelete="CASCADE"), index=True)
+    row: Mapped[int]
+    index: Mapped[int]
+    start_s: Mapped[float] = mapped_column(Float)
+
+    track: Mapped[Track] = relationship(back_populates="segments")
+    shard: Mapped[Shard] = relationship(back_populates="segments")

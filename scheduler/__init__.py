@@ -1,0 +1,1 @@
+"""Scheduling: the Celery app, queues and routing, batch orchestration, the embedded runner."""

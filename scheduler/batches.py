@@ -1,0 +1,157 @@
+"""Batch orchestration: turn a scan into a committed batch of jobs, and count its progress.
+
+Counters are always derived from the jobs table, so they are right whatever order workers
+finish in, and however often a message is delivered.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from db.models import Batch, BatchStatus, Job, JobStatus, Track, TrackStatus, utcnow
+from db.upsert import insert_ignore
+from scheduler.scan import FileStat, ScanResult
+
+
+@dataclass
+class IngestPlan:
+    batch_id: int
+    track_ids: list[int]
+    new: int = 0
+    changed: int = 0
+    unchanged: int = 0
+    previously_failed: int = 0
+    missing: list[str] = field(default_factory=list)
+
+
+def _under(path: str, roots: Sequence[str]) -> bool:
+    return any(path == r or path.startswith(r.rstrip(os.sep) + os.sep) for r in roots)
+
+
+def plan_ingest(
+    session: Session,
+    scan: ScanResult,
+    *,
+    roots: Sequence[str],
+    feature_version: str,
+    retry_failed: bool = False,
+) -> IngestPlan:
+    """Insert/refresh track rows for the scanned files, mark vanished ones missing, and
+    commit a batch with one queued job per track that needs featurizing."""
+    scanned = {f.path: f for f in scan.files}
+    insert_ignore(
+        session,
+        Track,
+        [{"path": f.path, "size": f.size, "mtime_ns": f.mtime_ns} for f in scan.files],
+        index_elements=["path"],
+    )
+    plan = IngestPlan(batch_id=0, track_ids=[])
+    existing = session.scalars(select(Track).where(Track.path.in_(list(scanned)))) if scanned else []
+    to_featurize: list[Track] = []
+    for track in existing:
+        verdict = _verdict(track, scanned[track.path], feature_version, retry_failed)
+        if verdict == "unchanged":
+            plan.unchanged += 1
+        elif verdict == "failed":
+            plan.previously_failed += 1
+        else:
+            setattr(plan, verdict, getattr(plan, verdict) + 1)
+            to_featurize.append(track)
+    plan.missing = _mark_missing(session, roots, scanned)
+    batch = Batch(
+        roots=list(roots),
+        total=len(to_featurize),
+        unchanged=plan.unchanged + plan.previously_failed,
+        missing=len(plan.missing),
+    )
+    session.add(batch)
+    session.flush()
+    insert_ignore(
+        session,
+        Job,
+        [{"batch_id": batch.id, "kind": "featurize", "track_id": t.id} for t in to_featurize],
+        index_elements=["batch_id", "kind", "track_id"],
+    )
+    if not to_featurize:
+        batch.status, batch.finished_at = BatchStatus.DONE, utcnow()
+    plan.batch_id = batch.id
+    plan.track_ids = [t.id for t in to_featurize]
+    return plan
+
+
+def _verdict(track: Track, stat: FileStat, feature_version: str, retry_failed: bool) -> str:
+    same_file = track.size == stat.size and track.mtime_ns == stat.mtime_ns
+    if same_file and track.status == TrackStatus.OK and track.feature_version == feature_version:
+        return "unchanged"
+    if same_file and track.status == TrackStatus.FAILED and not retry_failed:
+        return "failed"
+    is_new = track.content_hash is None and track.status == TrackStatus.PENDING
+    track.size, track.mtime_ns = stat.size, stat.mtime_ns
+    track.status, track.error = TrackStatus.PENDING, None
+    return "new" if is_new else "changed"
+
+
+def _mark_missing(session: Session, roots: Sequence[str], scanned: dict[str, FileStat]) -> list[str]:
+    missing = []
+    rows = session.execute(select(Track.id, Track.path).where(Track.status != TrackStatus.MISSING))
+    gone = [(tid, path) for tid, path in rows if _under(path, roots) and path not in scanned]
+    for tid, path in gone:
+        session.execute(
+            update(Track)
+            .where(Track.id == tid)
+            .values(status=TrackStatus.MISSING, error="file not found at last ingest")
+        )
+        missing.append(path)
+    return missing
+
+
+def chunked(items: Sequence[int], size: int) -> Iterator[list[int]]:
+    for start in range(0, len(items), size):
+        yield list(items[start : start + size])
+
+
+@dataclass(frozen=True)
+class BatchCounts:
+    total: int
+    done: int
+    failed: int
+    cancelled: int
+
+    @property
+    def finished(self) -> int:
+        return self.done + self.failed + self.cancelled
+
+    @property
+    def complete(self) -> bool:
+        return self.finished >= self.total
+
+
+def count_jobs(session: Session, batch_id: int) -> BatchCounts:
+    rows = dict(
+        session.execute(
+            select(Job.status, func.count()).where(Job.batch_id == batch_id).group_by(Job.status)
+        ).all()
+    )
+    return BatchCounts(
+        total=sum(rows.values()),
+        done=rows.get(JobStatus.DONE, 0),
+        failed=rows.get(JobStatus.FAILED, 0),
+        cancelled=rows.get(JobStatus.CANCELLED, 0),
+    )
+
+
+def refresh_batch(session: Session, batch_id: int) -> BatchCounts:
+    """Recompute a batch's counters from its jobs; close it when every job has finished."""
+    counts = count_jobs(session, batch_id)
+    batch = session.get(Batch, batch_id)
+    if batch is None:
+        return counts
+    batch.done, batch.failed = counts.done, counts.failed
+    if counts.complete and batch.status == BatchStatus.RUNNING:
+        batch.status, batch.finished_at = BatchStatus.DONE, utcnow()
+    return counts

@@ -1,0 +1,166 @@
+"""Run a batch's chunks: in local processes (embedded mode) or on Celery workers.
+
+Either way progress is read from the database, so the same progress bar follows both.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select, update
+
+from db.engine import session_scope
+from db.models import Job, JobStatus, utcnow
+from genrectl.settings import Settings
+from scheduler.batches import BatchCounts, count_jobs, refresh_batch
+from scheduler.tasknames import FEATURIZE_CHUNK, ROUTES, resolve
+
+log = logging.getLogger(__name__)
+Progress = Callable[[BatchCounts], None]
+POLL_S = 0.5
+
+
+def _init_process(settings: Settings) -> None:
+    """Runs first in every embedded worker process: log to a file, one torch thread each."""
+    log_dir = settings.home / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    logging.basicConfig(
+        filename=log_dir / "worker.log",
+        level=logging.INFO,
+        format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s",
+    )
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def _call(name: str, settings: Settings, kwargs: dict[str, Any]) -> Any:
+    return resolve(name)(settings, **kwargs)
+
+
+def run_featurize(
+    settings: Settings, batch_id: int, chunks: Sequence[list[int]], on_progress: Progress
+) -> BatchCounts:
+    """Featurize every chunk of the batch and return the final counts."""
+    if settings.embedded:
+        _run_embedded(settings, batch_id, list(chunks), on_progress)
+    else:
+        enqueue_featurize(settings, batch_id, chunks)
+        wait_for_batch(settings, batch_id, on_progress)
+    with session_scope(settings) as session:
+        return refresh_batch(session, batch_id)
+
+
+def enqueue_featurize(settings: Settings, batch_id: int, chunks: Sequence[list[int]]) -> None:
+    """Send one message per chunk, by task name (the batch is already committed)."""
+    from scheduler.celery_app import create_app
+
+    app = create_app(settings)
+    for chunk in chunks:
+        app.send_task(FEATURIZE_CHUNK, args=[batch_id, chunk], **ROUTES[FEATURIZE_CHUNK])
+
+
+def wait_for_batch(settings: Settings, batch_id: int, on_progress: Progress) -> BatchCounts:
+    while True:
+        with session_scope(settings) as session:
+            counts = count_jobs(session, batch_id)
+        on_progress(counts)
+        if counts.complete:
+            return counts
+        time.sleep(POLL_S)
+
+
+def _run_embedded(
+    settings: Settings, batch_id: int, chunks: list[list[int]], on_progress: Progress
+) -> None:
+    crashed = _run_pool(settings, batch_id, chunks, on_progress)
+    if crashed:
+        # A decoder crashed a worker process (it happens with some corrupt files). Retry the
+        # unfinished tracks one per task so that only the culprit fails.
+        log.warning("a worker process died; retrying %d tracks one at a time", len(crashed))
+        again = _run_pool(settings, batch_id, [[t] for t in crashed], on_progress)
+        _fail_jobs(settings, batch_id, again, "the decoder crashed on this file")
+
+
+def _run_pool(
+    settings: Settings, batch_id: int, chunks: list[list[int]], on_progress: Progress
+) -> list[int]:
+    """Run chunks in a process pool; return the track ids left queued if the pool broke."""
+    if not chunks:
+        return []
+    context = multiprocessing.get_context("spawn")
+    workers = max(1, min(settings.workers, len(chunks)))
+    broken = False
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_process,
+                             initargs=(settings,)) as pool:
+        futures: dict[Future[Any], list[int]] = {
+            pool.submit(_call, FEATURIZE_CHUNK, settings,
+                        {"batch_id": batch_id, "track_ids": chunk}): chunk
+            for chunk in chunks
+        }
+        pending = set(futures)
+        while pending:
+            finished, pending = wait(pending, timeout=POLL_S, return_when=FIRST_COMPLETED)
+            for future in finished:
+                broken |= _settle(settings, batch_id, future, futures[future])
+            with session_scope(settings) as session:
+                on_progress(count_jobs(session, batch_id))
+    if not broken:
+        return []
+    return _still_queued(settings, batch_id, [t for c in chunks for t in c])
+
+
+def _settle(settings: Settings, batch_id: int, future: Future[Any], chunk: list[int]) -> bool:
+    """Look at a finished chunk. True if its process died; a raised error fails the chunk."""
+    try:
+        future.result()
+    except BrokenProcessPool:
+        return True
+    except Exception as exc:  # a bug or a database outage: fail the chunk, keep the batch
+        log.exception("chunk of batch %d failed", batch_id)
+        _fail_jobs(settings, batch_id, chunk, f"internal error: {type(exc).__name__}: {exc}")
+    return False
+
+
+def _still_queued(settings: Settings, batch_id: int, track_ids: list[int]) -> list[int]:
+    with session_scope(settings) as session:
+        return list(
+            session.scalars(
+                select(Job.track_id).where(
+                    Job.batch_id == batch_id,
+                    Job.status == JobStatus.QUEUED,
+                    Job.track_id.in_(track_ids),
+                )
+            )
+        )
+
+
+def _fail_jobs(settings: Settings, batch_id: int, track_ids: list[int], reason: str) -> None:
+    """Mark still-queued jobs (and their tracks) failed with a one-line reason."""
+    from db.models import Track, TrackStatus
+
+    if not track_ids:
+        return
+    reason = reason.splitlines()[0][:300] if reason else "unknown error"
+    with session_scope(settings) as session:
+        ids = _still_queued(settings, batch_id, track_ids)
+        session.execute(
+            update(Job)
+            .where(Job.batch_id == batch_id, Job.track_id.in_(ids), Job.status == JobStatus.QUEUED)
+            .values(status=JobStatus.FAILED, error=reason, finished_at=utcnow())
+        )
+        session.execute(
+            update(Track).where(Track.id.in_(ids)).values(status=TrackStatus.FAILED, error=reason)
+        )
+        refresh_batch(session, batch_id)
+
+
+def log_path(settings: Settings) -> Path:
+    return settings.home / "logs" / "worker.log"

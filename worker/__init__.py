@@ -1,0 +1,1 @@
+"""The work itself as plain functions: decoding, features, shards, models, training, inference."""
