@@ -39,19 +39,25 @@ def status(obj: Context, as_json: bool) -> None:
     stdout().print(table(["", "count"], rows, title="genrectl library"))
     batch = report["last_batch"]
     if batch:
+        b = batch
         click.echo(
-            f"Last batch #{batch['id']} ({batch['status']}): {batch['done']}/{batch['total']} done, "
-            f"{batch['failed']} failed, {batch['unchanged']} unchanged, started {batch['created_at']}"
+            f"Last batch #{b['id']} ({b['status']}): {b['done']}/{b['total']} done, "
+            f"{b['failed']} failed, {b['unchanged']} unchanged, started {b['created_at']}"
         )
 
 
 def library_status(settings: Settings) -> dict[str, Any]:
     with session_scope(settings) as session:
-        by_status = dict(session.execute(select(Track.status, func.count()).group_by(Track.status)).all())
+        by_status = dict(
+            session.execute(select(Track.status, func.count()).group_by(Track.status)).all()
+        )
         batch = session.scalar(select(Batch).order_by(Batch.id.desc()).limit(1))
         return {
             "mode": "embedded" if settings.embedded else "distributed",
-            "tracks": {"total": sum(by_status.values()), **{str(k): v for k, v in by_status.items()}},
+            "tracks": {
+                "total": sum(by_status.values()),
+                **{str(k): v for k, v in by_status.items()},
+            },
             "shards": session.scalar(select(func.count()).select_from(Shard)),
             "segments": session.scalar(select(func.count()).select_from(Segment)),
             "last_batch": None
@@ -106,3 +112,45 @@ def db_upgrade(obj: Context) -> None:
 
     changed = upgrade(obj.settings)
     click.echo(f"database {'upgraded to' if changed else 'already at'} revision {head_revision()}")
+
+
+@click.command()
+@click.option(
+    "--queues",
+    "-Q",
+    default="cpu",
+    show_default=True,
+    help="Comma-separated queues to consume: cpu, gpu.",
+)
+@click.option(
+    "--concurrency",
+    "-c",
+    type=click.IntRange(min=1),
+    help="Worker processes (cpu: default all cores; gpu: always 1 per GPU).",
+)
+@click.option("--loglevel", default="INFO", show_default=True)
+@pass_context
+def worker(obj: Context, queues: str, concurrency: int | None, loglevel: str) -> None:
+    """Run a Celery worker consuming the given queues (distributed mode).
+
+    \b
+    Examples:
+      GENRECTL_BROKER_URL=redis://queue:6379/0 genrectl worker --queues cpu -c 8
+      GENRECTL_BROKER_URL=redis://queue:6379/0 genrectl worker --queues gpu
+    """
+    from genrectl.errors import ConfigError
+
+    if obj.settings.embedded:
+        raise ConfigError("a worker needs a broker: set GENRECTL_BROKER_URL=redis://host:6379/0")
+    names = [q.strip() for q in queues.split(",") if q.strip()]
+    if not names or any(q not in ("cpu", "gpu") for q in names):
+        raise click.BadParameter(f"{queues!r}: queues are cpu and gpu", param_hint="--queues")
+    from scheduler.worker_entry import app
+
+    argv = ["worker", "--queues", ",".join(names), f"--loglevel={loglevel}"]
+    if "gpu" in names:
+        # One process per GPU; CUDA does not survive fork, so the gpu worker never forks.
+        argv += ["--pool", "solo"]
+    elif concurrency:
+        argv += ["--concurrency", str(concurrency)]
+    app.worker_main(argv)

@@ -15,6 +15,7 @@ from sqlalchemy import select
 from cli.app import EXIT_FAILURES, Context, emit_json, json_option, pass_context
 from db.engine import session_scope
 from db.models import Job, JobStatus, Track
+from genrectl.settings import Settings
 from scheduler.batches import IngestPlan, chunked, plan_ingest
 from scheduler.scan import ScanResult, scan
 
@@ -25,7 +26,9 @@ from scheduler.scan import ScanResult, scan
 @click.option("--strict", is_flag=True, help="Exit with status 4 if any file failed.")
 @json_option
 @pass_context
-def ingest(obj: Context, paths: tuple[Path, ...], retry_failed: bool, strict: bool, as_json: bool) -> None:
+def ingest(
+    obj: Context, paths: tuple[Path, ...], retry_failed: bool, strict: bool, as_json: bool
+) -> None:
     """Add the music under PATHS to the library.
 
     Every new or changed audio file is decoded, cut into 6 s segments and turned into mel
@@ -46,21 +49,52 @@ def ingest(obj: Context, paths: tuple[Path, ...], retry_failed: bool, strict: bo
     with stderr().status("Scanning…", spinner="dots") if not obj.quiet else nullcontext():
         found = scan(Path(r) for r in roots)
     with session_scope(settings) as session:
-        plan = plan_ingest(session, found, roots=roots, feature_version=FeatureParams().version,
-                           retry_failed=retry_failed)
+        plan = plan_ingest(
+            session,
+            found,
+            roots=roots,
+            feature_version=FeatureParams().version,
+            retry_failed=retry_failed,
+        )
     if plan.track_ids:
         from scheduler.runner import run_featurize
 
         chunks = list(chunked(plan.track_ids, settings.chunk_size))
         with batch_progress("Featurizing", len(plan.track_ids), quiet=obj.quiet or as_json) as bar:
             run_featurize(settings, plan.batch_id, chunks, bar)
+    labelling = label_library(settings, quiet=obj.quiet or as_json)
     report = _report(settings, plan, found, time.monotonic() - started)
+    report["labelling"] = labelling
     if as_json:
         emit_json(report)
     else:
         _print_report(report, quiet=obj.quiet)
     if strict and report["failed"]:
         sys.exit(EXIT_FAILURES)
+
+
+def label_library(settings: Settings, *, quiet: bool, relabel: bool = False) -> dict[str, Any]:
+    """Label featurized tracks with the promoted model (registering the starter on first use)."""
+    from cli.render import count_progress
+    from db.registry import ensure_starter
+    from scheduler.labelling import changed_genres, plan_labelling, run_labelling
+
+    with session_scope(settings) as session:
+        model = ensure_starter(session, settings)
+        if model is None:
+            return {
+                "model": None,
+                "labelled": 0,
+                "note": "no model is promoted: run `genrectl models list`",
+            }
+        plan = plan_labelling(session, model, relabel=relabel)
+        name = model.name
+    if plan.n_tracks:
+        with count_progress("Labelling", plan.n_tracks, quiet=quiet) as bar:
+            run_labelling(settings, plan, bar)
+    with session_scope(settings) as session:
+        changed = changed_genres(session, plan)
+    return {"model": name, "labelled": plan.n_tracks, "changed_genre": changed}
 
 
 def _root(path: Path) -> str:
@@ -70,7 +104,9 @@ def _root(path: Path) -> str:
     return os.path.abspath(expanded)
 
 
-def _report(settings: Any, plan: IngestPlan, found: ScanResult, seconds: float) -> dict[str, Any]:
+def _report(
+    settings: Settings, plan: IngestPlan, found: ScanResult, seconds: float
+) -> dict[str, Any]:
     with session_scope(settings) as session:
         rows = session.execute(
             select(Track.path, Job.status, Job.error)
@@ -97,9 +133,15 @@ def _report(settings: Any, plan: IngestPlan, found: ScanResult, seconds: float) 
 def _print_report(report: dict[str, Any], *, quiet: bool) -> None:
     echo = click.echo
     if not report["new"] and not report["changed"]:
-        echo(f"Nothing to decode: {report['unchanged']} tracks unchanged"
-             + (f", {report['previously_failed']} failed before (--retry-failed to try again)"
-                if report["previously_failed"] else "") + ".")
+        echo(
+            f"Nothing to decode: {report['unchanged']} tracks unchanged"
+            + (
+                f", {report['previously_failed']} failed before (--retry-failed to try again)"
+                if report["previously_failed"]
+                else ""
+            )
+            + "."
+        )
     else:
         echo(
             f"Ingested {report['scanned']} files in {report['seconds']:.1f} s: "
@@ -110,6 +152,18 @@ def _print_report(report: dict[str, Any], *, quiet: bool) -> None:
         echo(f"  failed  {item['path']}: {item['reason']}")
     for item in report["problems"]:
         echo(f"  skipped {item['path']}: {item['reason']}")
+    labelling = report["labelling"]
+    if labelling["model"] is None:
+        echo(f"Not labelled: {labelling['note']}.")
+    elif labelling["labelled"]:
+        echo(
+            f"Labelled {labelling['labelled']} tracks with model {labelling['model']}"
+            + (
+                f" ({labelling['changed_genre']} changed genre)."
+                if labelling["changed_genre"]
+                else "."
+            )
+        )
     if report["missing"]:
         echo(f"{len(report['missing'])} tracks are missing from disk (marked missing).")
         if not quiet:

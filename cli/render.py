@@ -51,7 +51,30 @@ def batch_progress(description: str, total: int, *, quiet: bool) -> Iterator[Any
         yield update
 
 
-def table(columns: Sequence[str], rows: Sequence[Sequence[Any]], *, title: str | None = None) -> Table:
+@contextmanager
+def count_progress(description: str, total: int, *, quiet: bool) -> Iterator[Any]:
+    """A progress bar with ETA that takes (completed, total)."""
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=stderr(),
+        disable=quiet,
+    )
+    with progress:
+        task = progress.add_task(description, total=total)
+
+        def update(completed: int, new_total: int) -> None:
+            progress.update(task, completed=completed, total=new_total)
+
+        yield update
+
+
+def table(
+    columns: Sequence[str], rows: Sequence[Sequence[Any]], *, title: str | None = None
+) -> Table:
     grid = Table(title=title, show_lines=False, header_style="bold")
     for column in columns:
         grid.add_column(column, overflow="fold")

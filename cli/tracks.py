@@ -2,12 +2,39 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from cli.app import Context, emit_json, json_option, pass_context
 from db.engine import session_scope
-from db.models import Track, TrackStatus
+from db.models import Prediction, Track, TrackStatus
+from db.registry import promoted_model
+
+EMPTY_LABEL: dict[str, Any] = {"genre": None, "confidence": None, "top3": None, "model": None}
+
+
+def promoted_labels(session: Session) -> dict[int, dict[str, Any]]:
+    """track id -> the promoted model's label for it."""
+    model = promoted_model(session)
+    if model is None:
+        return {}
+    rows = session.scalars(select(Prediction).where(Prediction.model_id == model.id))
+    return {
+        p.track_id: {
+            "genre": p.genre,
+            "confidence": round(p.confidence, 4),
+            "top3": p.top3,
+            "model": model.name,
+        }
+        for p in rows
+    }
+
+
+def _cell(value: Any) -> Any:
+    return f"{value:.0%}" if isinstance(value, float) else value
 
 
 @click.group()
@@ -17,12 +44,18 @@ def tracks() -> None:
 
 @tracks.command("list")
 @click.option("--failed", is_flag=True, help="Only tracks that could not be used, with the reason.")
-@click.option("--status", "status_", type=click.Choice([s.value for s in TrackStatus]),
-              help="Only tracks with this status.")
+@click.option(
+    "--status",
+    "status_",
+    type=click.Choice([s.value for s in TrackStatus]),
+    help="Only tracks with this status.",
+)
 @click.option("--limit", type=click.IntRange(min=1), help="At most this many tracks.")
 @json_option
 @pass_context
-def list_tracks(obj: Context, failed: bool, status_: str | None, limit: int | None, as_json: bool) -> None:
+def list_tracks(
+    obj: Context, failed: bool, status_: str | None, limit: int | None, as_json: bool
+) -> None:
     """List tracks: path, status, failure reason, tags.
 
     \b
@@ -39,6 +72,7 @@ def list_tracks(obj: Context, failed: bool, status_: str | None, limit: int | No
     if limit:
         query = query.limit(limit)
     with session_scope(settings) as session:
+        labels = promoted_labels(session)
         rows = [
             {
                 "id": t.id,
@@ -50,6 +84,7 @@ def list_tracks(obj: Context, failed: bool, status_: str | None, limit: int | No
                 "title": t.title,
                 "album": t.album,
                 "genre_tag": t.genre_tag,
+                **labels.get(t.id, EMPTY_LABEL),
             }
             for t in session.scalars(query)
         ]
@@ -58,7 +93,10 @@ def list_tracks(obj: Context, failed: bool, status_: str | None, limit: int | No
         return
     from cli.render import stdout, table
 
-    columns = ["path", "status", "reason"] if failed else ["path", "status", "artist", "title", "tag"]
-    keys = ["path", "status", "error"] if failed else ["path", "status", "artist", "title", "genre_tag"]
-    stdout().print(table(columns, [[r[k] for k in keys] for r in rows]))
+    if failed:
+        columns, keys = ["path", "status", "reason"], ["path", "status", "error"]
+    else:
+        columns = ["path", "status", "genre", "confidence", "artist", "title", "tag"]
+        keys = ["path", "status", "genre", "confidence", "artist", "title", "genre_tag"]
+    stdout().print(table(columns, [[_cell(r[k]) for k in keys] for r in rows]))
     click.echo(f"{len(rows)} tracks")

@@ -45,7 +45,9 @@ def _create(url: str) -> Engine:
         return engine
     if url.startswith("postgresql"):
         return create_engine(url, pool_pre_ping=True)
-    raise ConfigError(f"GENRECTL_DATABASE_URL={url!r}: only sqlite:/// and postgresql+psycopg:// are supported")
+    raise ConfigError(
+        f"GENRECTL_DATABASE_URL={url!r}: only sqlite:/// and postgresql+psycopg:// are supported"
+    )
 
 
 @contextmanager

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any, ClassVar
 
 from sqlalchemy import (
     JSON,
@@ -52,7 +52,7 @@ class BatchStatus(enum.StrEnum):
 
 
 class Base(DeclarativeBase):
-    type_annotation_map = {dict: JSON, int: Integer}
+    type_annotation_map: ClassVar[dict[Any, Any]] = {dict: JSON, int: Integer}
 
 
 class Track(Base):
@@ -85,6 +85,9 @@ class Track(Base):
         back_populates="track", cascade="all, delete-orphan", order_by="Segment.index"
     )
     jobs: Mapped[list[Job]] = relationship(back_populates="track")
+    predictions: Mapped[list[Prediction]] = relationship(
+        back_populates="track", cascade="all, delete-orphan"
+    )
 
 
 class Batch(Base):
@@ -158,3 +161,48 @@ class Segment(Base):
 
     track: Mapped[Track] = relationship(back_populates="segments")
     shard: Mapped[Shard] = relationship(back_populates="segments")
+
+
+class Model(Base):
+    """A trained genre model in the registry. Exactly one may be promoted."""
+
+    __tablename__ = "models"
+
+    id: Mapped[intpk]
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    arch: Mapped[str] = mapped_column(String(64))
+    input_size: Mapped[str] = mapped_column(String(16), default="native")
+    classes: Mapped[list[str]] = mapped_column(JSON)
+    feature_version: Mapped[str] = mapped_column(String(32))
+    feature_params: Mapped[dict] = mapped_column(JSON)
+    path: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[sha256_hex]
+    training: Mapped[dict] = mapped_column(JSON, default=dict)  # data description, config
+    metrics: Mapped[dict] = mapped_column(JSON, default=dict)
+    promoted: Mapped[bool] = mapped_column(default=False, index=True)
+    created_at: Mapped[created_at]
+
+    predictions: Mapped[list[Prediction]] = relationship(
+        back_populates="model", cascade="all, delete-orphan"
+    )
+
+
+class Prediction(Base):
+    """A model's answer for one track: the ensemble over the track's segments."""
+
+    __tablename__ = "predictions"
+    __table_args__ = (UniqueConstraint("track_id", "model_id", name="uq_prediction_track_model"),)
+
+    id: Mapped[intpk]
+    track_id: Mapped[int] = mapped_column(ForeignKey("tracks.id", ondelete="CASCADE"), index=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), index=True)
+    genre: Mapped[str] = mapped_column(String(64), index=True)  # "unknown" below the threshold
+    top_genre: Mapped[str] = mapped_column(String(64))
+    confidence: Mapped[float] = mapped_column(Float)
+    top3: Mapped[list[list[Any]]] = mapped_column(JSON)  # [[genre, probability], ...]
+    probabilities: Mapped[list[float]] = mapped_column(JSON)  # in the model's class order
+    threshold: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[created_at]
+
+    track: Mapped[Track] = relationship(back_populates="predictions")
+    model: Mapped[Model] = relationship(back_populates="predictions")

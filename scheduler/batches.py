@@ -51,7 +51,9 @@ def plan_ingest(
         index_elements=["path"],
     )
     plan = IngestPlan(batch_id=0, track_ids=[])
-    existing = session.scalars(select(Track).where(Track.path.in_(list(scanned)))) if scanned else []
+    # One pass over the table rather than an IN list: a library can hold more paths than a
+    # statement can bind parameters.
+    existing = [t for t in session.scalars(select(Track)) if t.path in scanned]
     to_featurize: list[Track] = []
     for track in existing:
         verdict = _verdict(track, scanned[track.path], feature_version, retry_failed)
@@ -96,7 +98,9 @@ def _verdict(track: Track, stat: FileStat, feature_version: str, retry_failed: b
     return "new" if is_new else "changed"
 
 
-def _mark_missing(session: Session, roots: Sequence[str], scanned: dict[str, FileStat]) -> list[str]:
+def _mark_missing(
+    session: Session, roots: Sequence[str], scanned: dict[str, FileStat]
+) -> list[str]:
     missing = []
     rows = session.execute(select(Track.id, Track.path).where(Track.status != TrackStatus.MISSING))
     gone = [(tid, path) for tid, path in rows if _under(path, roots) and path not in scanned]

@@ -6,7 +6,7 @@ from celery import Celery
 
 from genrectl.errors import ConfigError
 from genrectl.settings import Settings
-from scheduler.tasknames import CPU_QUEUE, GPU_QUEUE, ROUTES
+from scheduler.tasknames import CPU_QUEUE, ROUTES
 
 # Longer than the longest task: a training epoch checkpoints well inside this, so a
 # redelivered training task resumes from its last epoch instead of starting over.

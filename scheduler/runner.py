@@ -98,11 +98,13 @@ def _run_pool(
     context = multiprocessing.get_context("spawn")
     workers = max(1, min(settings.workers, len(chunks)))
     broken = False
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_process,
-                             initargs=(settings,)) as pool:
+    with ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_init_process, initargs=(settings,)
+    ) as pool:
         futures: dict[Future[Any], list[int]] = {
-            pool.submit(_call, FEATURIZE_CHUNK, settings,
-                        {"batch_id": batch_id, "track_ids": chunk}): chunk
+            pool.submit(
+                _call, FEATURIZE_CHUNK, settings, {"batch_id": batch_id, "track_ids": chunk}
+            ): chunk
             for chunk in chunks
         }
         pending = set(futures)

@@ -10,8 +10,34 @@ from pathlib import Path
 # Extensions genrectl tries to decode. Anything else (cover.jpg, .cue, .nfo, .m3u) is
 # ignored without noise; a non-audio file *named* like audio is tried and fails alone.
 AUDIO_EXTENSIONS = frozenset(
-    ".wav .wave .flac .ogg .oga .opus .mp3 .m4a .m4b .mp4 .aac .alac .aif .aiff .aifc "
-    ".au .snd .wma .asf .wv .ape .mka .webm .caf .w64 .rf64".split()
+    [
+        ".wav",
+        ".wave",
+        ".flac",
+        ".ogg",
+        ".oga",
+        ".opus",
+        ".mp3",
+        ".m4a",
+        ".m4b",
+        ".mp4",
+        ".aac",
+        ".alac",
+        ".aif",
+        ".aiff",
+        ".aifc",
+        ".au",
+        ".snd",
+        ".wma",
+        ".asf",
+        ".wv",
+        ".ape",
+        ".mka",
+        ".webm",
+        ".caf",
+        ".w64",
+        ".rf64",
+    ]
 )
 
 

@@ -11,16 +11,19 @@ from collections.abc import Callable
 from typing import Any
 
 FEATURIZE_CHUNK = "genrectl.featurize_chunk"
+INFER_SHARD = "genrectl.infer_shard"
 
 CPU_QUEUE = "cpu"
 GPU_QUEUE = "gpu"
 
 FUNCTIONS: dict[str, str] = {
     FEATURIZE_CHUNK: "worker.featurize:featurize_chunk",
+    INFER_SHARD: "worker.inference:infer_shard",
 }
 
 ROUTES: dict[str, dict[str, str]] = {
     FEATURIZE_CHUNK: {"queue": CPU_QUEUE},
+    INFER_SHARD: {"queue": GPU_QUEUE},
 }
 
 

@@ -1,0 +1,261 @@
+"""``genrectl models`` (the registry) and ``genrectl predict`` (a one-off answer)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import click
+
+from cli.app import Context, emit_json, json_option, pass_context
+from db.engine import session_scope
+from db.models import Model
+from db.registry import ensure_starter, find_model, list_models, promote
+from genrectl.errors import DecodeError, GenreError, ModelError
+
+
+def model_summary(model: Model) -> dict[str, Any]:
+    metrics = model.metrics or {}
+    return {
+        "id": model.id,
+        "name": model.name,
+        "arch": model.arch,
+        "input_size": model.input_size,
+        "classes": model.classes,
+        "promoted": model.promoted,
+        "track_accuracy": metrics.get("track_accuracy"),
+        "segment_accuracy": metrics.get("segment_accuracy"),
+        "created_at": model.created_at.isoformat(timespec="seconds"),
+        "path": model.path,
+        "sha256": model.sha256,
+    }
+
+
+@click.group()
+def models() -> None:
+    """The model registry: list, show, promote, import, export."""
+
+
+@models.command("list")
+@json_option
+@pass_context
+def models_list(obj: Context, as_json: bool) -> None:
+    """List registered models; the promoted one labels the library.
+
+    \b
+    Example:
+      genrectl models list
+    """
+    settings = obj.ready_settings()
+    with session_scope(settings) as session:
+        ensure_starter(session, settings)
+        rows = [model_summary(m) for m in list_models(session)]
+    if as_json:
+        emit_json(rows)
+        return
+    from cli.render import stdout, table
+
+    def pct(value: float | None) -> str:
+        return "" if value is None else f"{100 * value:.1f}%"
+
+    stdout().print(
+        table(
+            ["", "name", "arch", "input", "track acc", "segment acc", "created"],
+            [
+                [
+                    "*" if r["promoted"] else "",
+                    r["name"],
+                    r["arch"],
+                    r["input_size"],
+                    pct(r["track_accuracy"]),
+                    pct(r["segment_accuracy"]),
+                    r["created_at"],
+                ]
+                for r in rows
+            ],
+        )
+    )
+
+
+@models.command("show")
+@click.argument("name")
+@json_option
+@pass_context
+def models_show(obj: Context, name: str, as_json: bool) -> None:
+    """Everything recorded about one model: training data, config, metrics.
+
+    \b
+    Example:
+      genrectl models show starter-cnn-gtzan-mini
+    """
+    settings = obj.ready_settings()
+    with session_scope(settings) as session:
+        ensure_starter(session, settings)
+        model = find_model(session, name)
+        detail = {
+            **model_summary(model),
+            "feature_params": model.feature_params,
+            "training": model.training,
+            "metrics": model.metrics,
+        }
+    if as_json:
+        emit_json(detail)
+        return
+    for key, value in detail.items():
+        click.echo(f"{key}: {value}")
+
+
+@models.command("promote")
+@click.argument("name")
+@click.option("--no-relabel", is_flag=True, help="Do not relabel the library now.")
+@pass_context
+def models_promote(obj: Context, name: str, no_relabel: bool) -> None:
+    """Make NAME the model that labels the library, and relabel it.
+
+    \b
+    Example:
+      genrectl models promote my-densenet
+    """
+    from cli.ingest import label_library
+
+    settings = obj.ready_settings()
+    with session_scope(settings) as session:
+        model = find_model(session, name)
+        promote(session, model)
+    click.echo(f"promoted {name}")
+    if not no_relabel:
+        result = label_library(settings, quiet=obj.quiet)
+        click.echo(f"labelled {result['labelled']} tracks; {result['changed_genre']} changed genre")
+
+
+@models.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--name", help="Registry name (default: the file name without extension).")
+@click.option("--promote", "promote_", is_flag=True, help="Promote it and relabel the library.")
+@pass_context
+def models_import(obj: Context, file: Path, name: str | None, promote_: bool) -> None:
+    """Register a model file (checked by loading it with weights_only).
+
+    \b
+    Example:
+      genrectl models import ~/Downloads/densenet-gtzan.pt --promote
+    """
+    settings = obj.ready_settings()
+    model = register_model_file(settings, file, name=name or file.stem)
+    click.echo(f"imported {model.name} ({model.arch}, {len(model.classes)} genres)")
+    if promote_:
+        obj_ctx = click.get_current_context()
+        obj_ctx.invoke(models_promote, name=model.name, no_relabel=False)
+
+
+def register_model_file(
+    settings: Any,
+    file: Path,
+    *,
+    name: str,
+    training: dict[str, Any] | None = None,
+    metrics: dict[str, Any] | None = None,
+) -> Model:
+    """Copy a model file into the data dir and add it to the registry."""
+    from worker.features import FeatureParams
+    from worker.modelfile import load_model
+
+    loaded = load_model(file)
+    destination = settings.model_dir / f"{name}.pt"
+    with session_scope(settings) as session:
+        if session.query(Model).filter(Model.name == name).count():
+            raise GenreError(f"a model named {name!r} exists: choose another --name")
+    if file.resolve() != destination.resolve():
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(file, destination)
+    with session_scope(settings) as session:
+        model = Model(
+            name=name,
+            arch=loaded.arch,
+            input_size=loaded.input_size,
+            classes=loaded.classes,
+            feature_version=FeatureParams.from_dict(loaded.feature_params).version,
+            feature_params=loaded.feature_params,
+            path=str(destination),
+            sha256=loaded.sha256,
+            training=training or loaded.training,
+            metrics=metrics or loaded.metrics,
+        )
+        session.add(model)
+    return model
+
+
+@models.command("export")
+@click.argument("name")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@pass_context
+def models_export(obj: Context, name: str, output: Path) -> None:
+    """Copy a registered model's file (checked against its sha256) to OUTPUT.
+
+    \b
+    Example:
+      genrectl models export starter-cnn-gtzan-mini -o starter.pt
+    """
+    from worker.modelfile import file_sha256
+
+    settings = obj.ready_settings()
+    with session_scope(settings) as session:
+        ensure_starter(session, settings)
+        model = find_model(session, name)
+        path, sha = Path(model.path), model.sha256
+    if not path.exists() or file_sha256(path) != sha:
+        raise ModelError(f"model file '{path}' is missing or changed since it was registered")
+    shutil.copyfile(path, output)
+    click.echo(f"wrote {output} (sha256 {sha})")
+
+
+@click.command()
+@click.argument(
+    "files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+@click.option("--model", "model_name", help="Registered model (default: the promoted one).")
+@json_option
+@pass_context
+def predict(obj: Context, files: tuple[Path, ...], model_name: str | None, as_json: bool) -> None:
+    """Predict the genre of audio files without adding them to the library.
+
+    \b
+    Examples:
+      genrectl predict song.mp3
+      genrectl predict *.flac --json
+    """
+    from worker.inference import cached_model, predict_file
+
+    settings = obj.ready_settings()
+    with session_scope(settings) as session:
+        model = find_model(session, model_name) if model_name else ensure_starter(session, settings)
+        if model is None:
+            raise GenreError("no model is promoted: run `genrectl models list`")
+        path, sha, name = model.path, model.sha256, model.name
+    loaded = cached_model(path, sha)
+    results: list[dict[str, Any]] = []
+    for file in files:
+        try:
+            label = predict_file(file, loaded=loaded, settings=settings)
+        except DecodeError as exc:
+            results.append({"path": str(file), "error": exc.reason})
+            continue
+        results.append(
+            {
+                "path": str(file),
+                "genre": label.genre,
+                "confidence": label.confidence,
+                "top3": label.top3,
+                "model": name,
+            }
+        )
+    if as_json:
+        emit_json(results)
+        return
+    for r in results:
+        if "error" in r:
+            click.echo(f"{r['path']}: cannot decode: {r['error']}")
+        else:
+            top3 = ", ".join(f"{g} {p:.0%}" for g, p in r["top3"])
+            click.echo(f"{r['path']}: {r['genre']} ({r['confidence']:.0%})  [{top3}]")

@@ -1,0 +1,107 @@
+"""Label the library with the promoted model: plan per shard, run locally or on the gpu queue."""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from db.engine import session_scope
+from db.models import Model, Prediction, Segment, Track, TrackStatus
+from genrectl.settings import Settings
+from scheduler.tasknames import INFER_SHARD, ROUTES, resolve
+
+LabelProgress = Callable[[int, int], None]  # (tracks labelled, tracks to label)
+
+
+@dataclass(frozen=True)
+class LabelPlan:
+    model_id: int
+    by_shard: dict[int, list[int]]  # shard id -> track ids
+    previous: dict[int, str]  # track id -> genre before (for "how many changed")
+
+    @property
+    def n_tracks(self) -> int:
+        return sum(len(v) for v in self.by_shard.values())
+
+
+def plan_labelling(session: Session, model: Model, *, relabel: bool = False) -> LabelPlan:
+    """Featurized tracks (with the model's feature version) that the model has not labelled."""
+    query = (
+        select(Segment.shard_id, Segment.track_id)
+        .join(Track, Track.id == Segment.track_id)
+        .where(Track.status == TrackStatus.OK, Track.feature_version == model.feature_version)
+        .distinct()
+    )
+    if not relabel:
+        labelled = select(Prediction.track_id).where(Prediction.model_id == model.id)
+        query = query.where(Segment.track_id.not_in(labelled))
+    by_shard: dict[int, list[int]] = defaultdict(list)
+    for shard_id, track_id in session.execute(query):
+        by_shard[shard_id].append(track_id)
+    previous = dict(
+        session.execute(
+            select(Prediction.track_id, Prediction.genre)
+            .join(Model, Model.id == Prediction.model_id)
+            .where(Model.id != model.id)
+            .order_by(Prediction.created_at)
+        )
+        .tuples()
+        .all()
+    )
+    return LabelPlan(model.id, dict(by_shard), previous)
+
+
+def run_labelling(settings: Settings, plan: LabelPlan, on_progress: LabelProgress) -> None:
+    total = plan.n_tracks
+    if settings.embedded:
+        infer = resolve(INFER_SHARD)
+        done = 0
+        for shard_id, track_ids in sorted(plan.by_shard.items()):
+            done += infer(settings, shard_id=shard_id, model_id=plan.model_id, track_ids=track_ids)
+            on_progress(done, total)
+        return
+    from scheduler.celery_app import create_app
+
+    app = create_app(settings)
+    for shard_id, track_ids in sorted(plan.by_shard.items()):
+        app.send_task(
+            INFER_SHARD,
+            kwargs={"shard_id": shard_id, "model_id": plan.model_id, "track_ids": track_ids},
+            **ROUTES[INFER_SHARD],
+        )
+    wanted = [t for ids in plan.by_shard.values() for t in ids]
+    while True:
+        with session_scope(settings) as session:
+            done = (
+                session.scalar(
+                    select(func.count())
+                    .select_from(Prediction)
+                    .where(Prediction.model_id == plan.model_id, Prediction.track_id.in_(wanted))
+                )
+                or 0
+            )
+        on_progress(done, total)
+        if done >= total:
+            return
+        time.sleep(0.5)
+
+
+def changed_genres(session: Session, plan: LabelPlan) -> int:
+    """How many tracks the plan's model labels differently from their earlier label."""
+    now = dict(
+        session.execute(
+            select(Prediction.track_id, Prediction.genre).where(
+                Prediction.model_id == plan.model_id
+            )
+        )
+        .tuples()
+        .all()
+    )
+    return sum(
+        1 for tid, genre in now.items() if tid in plan.previous and plan.previous[tid] != genre
+    )
