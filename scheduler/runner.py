@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -31,11 +32,16 @@ def _init_process(settings: Settings) -> None:
     """Runs first in every embedded worker process: log to a file, one torch thread each."""
     log_dir = settings.home / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
+    log_file = log_dir / "worker.log"
     logging.basicConfig(
-        filename=log_dir / "worker.log",
+        filename=log_file,
         level=logging.INFO,
         format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s",
     )
+    # Decoders (libmpg123, ffmpeg) write warnings straight to fd 2; keep them off the
+    # user's terminal and in the log instead.
+    with log_file.open("ab") as handle:
+        os.dup2(handle.fileno(), 2)
     import torch
 
     torch.set_num_threads(1)
