@@ -12,13 +12,13 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
 from db.engine import session_scope
-from db.models import Job, JobStatus, utcnow
+from db.models import Job, JobStatus, Track, TrackStatus, utcnow
 from genrectl.settings import Settings
 from scheduler.batches import BatchCounts, count_jobs, refresh_batch
 from scheduler.tasknames import FEATURIZE_CHUNK, ROUTES, resolve
@@ -139,26 +139,23 @@ def _settle(settings: Settings, batch_id: int, future: Future[Any], chunk: list[
 
 def _still_queued(settings: Settings, batch_id: int, track_ids: list[int]) -> list[int]:
     with session_scope(settings) as session:
-        return list(
-            session.scalars(
-                select(Job.track_id).where(
-                    Job.batch_id == batch_id,
-                    Job.status == JobStatus.QUEUED,
-                    Job.track_id.in_(track_ids),
-                )
-            )
-        )
+        return _queued_in(session, batch_id, track_ids)
+
+
+def _queued_in(session: Session, batch_id: int, track_ids: list[int]) -> list[int]:
+    query = select(Job.track_id).where(
+        Job.batch_id == batch_id, Job.status == JobStatus.QUEUED, Job.track_id.in_(track_ids)
+    )
+    return list(session.scalars(query))
 
 
 def _fail_jobs(settings: Settings, batch_id: int, track_ids: list[int], reason: str) -> None:
     """Mark still-queued jobs (and their tracks) failed with a one-line reason."""
-    from db.models import Track, TrackStatus
-
     if not track_ids:
         return
     reason = reason.splitlines()[0][:300] if reason else "unknown error"
     with session_scope(settings) as session:
-        ids = _still_queued(settings, batch_id, track_ids)
+        ids = _queued_in(session, batch_id, track_ids)
         session.execute(
             update(Job)
             .where(Job.batch_id == batch_id, Job.track_id.in_(ids), Job.status == JobStatus.QUEUED)
@@ -168,7 +165,3 @@ def _fail_jobs(settings: Settings, batch_id: int, track_ids: list[int], reason: 
             update(Track).where(Track.id.in_(ids)).values(status=TrackStatus.FAILED, error=reason)
         )
         refresh_batch(session, batch_id)
-
-
-def log_path(settings: Settings) -> Path:
-    return settings.home / "logs" / "worker.log"

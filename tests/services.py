@@ -50,8 +50,15 @@ def require_postgres() -> None:
     if os.environ.get("CI") == "true":
         versions = sorted(glob.glob("/etc/postgresql/*"))
         if versions and _start(
-            ["pg_ctlcluster", "--skip-systemctl-redirect", os.path.basename(versions[-1]), "main", "start"],
-            PG_HOST, PG_PORT,
+            [
+                "pg_ctlcluster",
+                "--skip-systemctl-redirect",
+                os.path.basename(versions[-1]),
+                "main",
+                "start",
+            ],
+            PG_HOST,
+            PG_PORT,
         ):
             return
     _unavailable(f"PostgreSQL on {PG_HOST}:{PG_PORT}")
@@ -61,9 +68,21 @@ def require_redis() -> None:
     if _listening(REDIS_HOST, REDIS_PORT):
         return
     if os.environ.get("CI") == "true" and _start(
-        ["redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "--port", str(REDIS_PORT),
-         "--save", "", "--appendonly", "no"],
-        REDIS_HOST, REDIS_PORT,
+        [
+            "redis-server",
+            "--daemonize",
+            "yes",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(REDIS_PORT),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
+        REDIS_HOST,
+        REDIS_PORT,
     ):
         return
     _unavailable(f"Redis on {REDIS_HOST}:{REDIS_PORT}")
@@ -72,8 +91,9 @@ def require_redis() -> None:
 def _admin(sql: str) -> None:
     import psycopg
 
-    with psycopg.connect(f"host={PG_HOST} port={PG_PORT} user=postgres dbname=test",
-                         autocommit=True) as conn:
+    with psycopg.connect(
+        f"host={PG_HOST} port={PG_PORT} user=postgres dbname=test", autocommit=True
+    ) as conn:
         conn.execute(sql)
 
 

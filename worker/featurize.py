@@ -60,7 +60,9 @@ def featurize_chunk(settings: Settings, *, batch_id: int, track_ids: list[int]) 
     with session_scope(settings) as session:
         done, failed = _record(session, batch_id, outcomes, shard)
         refresh_batch(session, batch_id)
-    return ChunkResult(done, failed, len(track_ids) - len(queued), str(shard.path) if shard else None)
+    return ChunkResult(
+        done, failed, len(track_ids) - len(queued), str(shard.path) if shard else None
+    )
 
 
 def _queued_tracks(session: Session, batch_id: int, track_ids: list[int]) -> list[tuple[int, str]]:
@@ -79,7 +81,9 @@ def _queued_tracks(session: Session, batch_id: int, track_ids: list[int]) -> lis
     return sorted((tid, path) for tid, path in rows)
 
 
-def _featurize_one(settings: Settings, track_id: int, library_path: str, params: FeatureParams) -> Outcome:
+def _featurize_one(
+    settings: Settings, track_id: int, library_path: str, params: FeatureParams
+) -> Outcome:
     path = Path(settings.map_path(library_path))
     try:
         content_hash = file_sha256(path)
@@ -89,11 +93,18 @@ def _featurize_one(settings: Settings, track_id: int, library_path: str, params:
         return Outcome(track_id, TrackStatus.FAILED, error=f"cannot read file: {exc.strerror}")
     reuse = _featurized_twin(settings, content_hash, params.version)
     if reuse is not None:
-        return Outcome(track_id, TrackStatus.OK, content_hash=content_hash, reuse_from=reuse,
-                       tags=read_tags(path))
+        return Outcome(
+            track_id,
+            TrackStatus.OK,
+            content_hash=content_hash,
+            reuse_from=reuse,
+            tags=read_tags(path),
+        )
     try:
         decoded = load_segments(
-            path, params=params, max_segments=settings.max_segments,
+            path,
+            params=params,
+            max_segments=settings.max_segments,
             min_seconds=settings.min_track_seconds,
         )
     except DecodeError as exc:
@@ -148,15 +159,23 @@ def _record(
     still_queued = set(
         session.scalars(
             select(Job.track_id)
-            .where(Job.batch_id == batch_id, Job.kind == "featurize", Job.status == JobStatus.QUEUED,
-                   Job.track_id.in_([o.track_id for o in outcomes]))
+            .where(
+                Job.batch_id == batch_id,
+                Job.kind == "featurize",
+                Job.status == JobStatus.QUEUED,
+                Job.track_id.in_([o.track_id for o in outcomes]),
+            )
             .with_for_update()
         )
     )
     shard_row = None
     if shard is not None:
-        shard_row = Shard(path=str(shard.path), sha256=shard.sha256,
-                          feature_version=shard.feature_version, n_segments=shard.n_segments)
+        shard_row = Shard(
+            path=str(shard.path),
+            sha256=shard.sha256,
+            feature_version=shard.feature_version,
+            n_segments=shard.n_segments,
+        )
         session.add(shard_row)
         session.flush()
     row = 0
@@ -172,14 +191,21 @@ def _record(
     return done, failed
 
 
-def _record_track(session: Session, outcome: Outcome, shard_row: Shard | None, first_row: int) -> None:
+def _record_track(
+    session: Session, outcome: Outcome, shard_row: Shard | None, first_row: int
+) -> None:
     track = session.get(Track, outcome.track_id)
     if track is None:  # deleted meanwhile: nothing to record
         return
     track.status, track.error = outcome.status, outcome.error
     track.content_hash = outcome.content_hash or track.content_hash
     tags = outcome.tags
-    track.artist, track.title, track.album, track.genre_tag = tags.artist, tags.title, tags.album, tags.genre
+    track.artist, track.title, track.album, track.genre_tag = (
+        tags.artist,
+        tags.title,
+        tags.album,
+        tags.genre,
+    )
     if outcome.status == TrackStatus.FAILED:  # the file changed and no longer decodes
         session.execute(delete(Segment).where(Segment.track_id == track.id))
     if outcome.status != TrackStatus.OK:
@@ -192,7 +218,11 @@ def _record_track(session: Session, outcome: Outcome, shard_row: Shard | None, f
     session.execute(delete(Segment).where(Segment.track_id == track.id))
     info = outcome.info
     track.feature_version = shard_row.feature_version
-    track.duration_s, track.sample_rate, track.channels = info.duration_s, info.sample_rate, info.channels
+    track.duration_s, track.sample_rate, track.channels = (
+        info.duration_s,
+        info.sample_rate,
+        info.channels,
+    )
     track.codec = info.codec
     session.add_all(
         Segment(track_id=track.id, shard_id=shard_row.id, row=first_row + i, index=i, start_s=start)
@@ -212,9 +242,13 @@ def _copy_segments(session: Session, *, source_id: int, track: Track) -> None:
     )
 
 
-def _finish_job(session: Session, batch_id: int, track_id: int, ok: bool, error: str | None) -> None:
+def _finish_job(
+    session: Session, batch_id: int, track_id: int, ok: bool, error: str | None
+) -> None:
     job = session.scalar(
-        select(Job).where(Job.batch_id == batch_id, Job.kind == "featurize", Job.track_id == track_id)
+        select(Job).where(
+            Job.batch_id == batch_id, Job.kind == "featurize", Job.track_id == track_id
+        )
     )
     if job is not None:
         job.status = JobStatus.DONE if ok else JobStatus.FAILED

@@ -78,7 +78,12 @@ def infer_shard(
         if track_ids is not None:
             query = query.where(Segment.track_id.in_(track_ids))
         rows = sorted(session.execute(query).tuples().all())
-        model_path, model_sha, shard_path, shard_sha = model.path, model.sha256, shard.path, shard.sha256
+        model_path, model_sha, shard_path, shard_sha = (
+            model.path,
+            model.sha256,
+            shard.path,
+            shard.sha256,
+        )
     if not rows:
         return 0
     loaded = cached_model(model_path, model_sha)
@@ -122,7 +127,6 @@ def _store(settings: Settings, model_id: int, labels: dict[int, Label], threshol
         )
 
 
-
 def predict_file(path: Path, *, loaded: LoadedModel, settings: Settings) -> Label:
     """Label one audio file directly (decode, segments, mel, model), without the library."""
     from worker.audio import load_segments
@@ -130,8 +134,13 @@ def predict_file(path: Path, *, loaded: LoadedModel, settings: Settings) -> Labe
 
     params = FeatureParams.from_dict(loaded.feature_params)
     decoded = load_segments(
-        path, params=params, max_segments=settings.max_segments, min_seconds=settings.min_track_seconds
+        path,
+        params=params,
+        max_segments=settings.max_segments,
+        min_seconds=settings.min_track_seconds,
     )
     mel = mel_db(segments=decoded.audio, params=params)
     probs = predict_segments(loaded.model, mel, device=resolve_device(settings.device))
-    return label_from_probabilities(probs.mean(axis=0), loaded.classes, threshold=settings.unknown_threshold)
+    return label_from_probabilities(
+        probs.mean(axis=0), loaded.classes, threshold=settings.unknown_threshold
+    )

@@ -46,7 +46,9 @@ def test_mixed_library_ingests_good_files_and_reports_bad_ones(
     tracks = json_of(genrectl("tracks", "list", "--json"))
     ok = {Path(t["path"]).name for t in tracks if t["status"] == "ok"}
     assert len(ok) == len(FORMATS)
-    assert all(t["duration_s"] == pytest.approx(7.0, abs=0.3) for t in tracks if t["status"] == "ok")
+    assert all(
+        t["duration_s"] == pytest.approx(7.0, abs=0.3) for t in tracks if t["status"] == "ok"
+    )
 
 
 def test_strict_exit_code_when_files_fail(genrectl: Invoke, mixed_library: Path) -> None:
@@ -67,8 +69,9 @@ def test_file_deleted_between_scan_and_decode_is_recorded(genrectl: Invoke, tmp_
     settings = Settings.from_env({"GENRECTL_HOME": str(tmp_path / "home")})
     genrectl("status")  # creates the schema
     with session_scope(settings) as session:
-        plan = plan_ingest(session, scan([root]), roots=[str(root)],
-                           feature_version=FeatureParams().version)
+        plan = plan_ingest(
+            session, scan([root]), roots=[str(root)], feature_version=FeatureParams().version
+        )
     song.unlink()
     result = featurize_chunk(settings, batch_id=plan.batch_id, track_ids=plan.track_ids)
     assert (result.done, result.failed) == (0, 1)

@@ -45,7 +45,10 @@ def cpu_worker(cluster_env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]
     subprocess.run([sys.executable, "-m", "cli.main", "db", "upgrade"], env=env, check=True)
     process = subprocess.Popen(
         [sys.executable, "-m", "cli.main", "worker", "--queues", "cpu", "-c", "1"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     yield process
     os.killpg(process.pid, signal.SIGTERM)

@@ -1,0 +1,35 @@
+"""Fixtures shared by every test folder."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.audio_fixtures import make_bad, render
+
+RenderAudio = Callable[..., Path]
+
+
+@pytest.fixture(scope="session")
+def render_audio(tmp_path_factory: pytest.TempPathFactory) -> RenderAudio:
+    """``render_audio(format_name, seconds=7.0, signal="music") -> Path``: a real audio file
+    (see tests/audio_fixtures.FORMATS), rendered once per session and shared."""
+    directory = tmp_path_factory.mktemp("audio")
+    cache: dict[tuple[str, float, str], Path] = {}
+
+    def get(format_name: str, seconds: float = 7.0, signal: str = "music") -> Path:
+        key = (format_name, seconds, signal)
+        if key not in cache:
+            cache[key] = render(directory, format_name, seconds=seconds, signal=signal)
+        return cache[key]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def bad_audio(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    """``bad_audio(kind) -> Path``: a broken or unusable file (tests/audio_fixtures.BAD_KINDS)."""
+    directory = tmp_path_factory.mktemp("bad-audio")
+    return lambda kind: make_bad(directory / kind, kind)
