@@ -17,7 +17,8 @@ from genrectl.settings import Settings
 @json_option
 @pass_context
 def status(obj: Context, as_json: bool) -> None:
-    """What is in the library: tracks by status, shards, segments, the last batch.
+    """What is in the library: tracks by status, shards, segments, the last batch; in
+    distributed mode also the queue depths and the live workers.
 
     \b
     Example:
@@ -25,6 +26,10 @@ def status(obj: Context, as_json: bool) -> None:
     """
     settings = obj.ready_settings()
     report = library_status(settings)
+    if not settings.embedded:
+        from scheduler.cluster import cluster_report
+
+        report["cluster"] = cluster_report(settings)
     if as_json:
         emit_json(report)
         return
@@ -44,6 +49,20 @@ def status(obj: Context, as_json: bool) -> None:
             f"Last batch #{b['id']} ({b['status']}): {b['done']}/{b['total']} done, "
             f"{b['failed']} failed, {b['unchanged']} unchanged, started {b['created_at']}"
         )
+    if "cluster" in report:
+        _print_cluster(report["cluster"])
+
+
+def _print_cluster(cluster: dict[str, Any]) -> None:
+    if cluster["error"]:
+        click.echo(f"Broker: {cluster['error']}")
+        return
+    queues = ", ".join(f"{name} {depth}" for name, depth in cluster["queues"].items())
+    click.echo(f"Queues ({cluster['broker']}): {queues}; {cluster['in_flight']} in flight")
+    if not cluster["workers"]:
+        click.echo("Workers: none live. Start one with `genrectl worker --queues cpu` (or gpu).")
+    for item in cluster["workers"]:
+        click.echo(f"Worker {item['name']}: {','.join(item['queues'])}")
 
 
 def library_status(settings: Settings) -> dict[str, Any]:
@@ -126,31 +145,29 @@ def db_upgrade(obj: Context) -> None:
     "--concurrency",
     "-c",
     type=click.IntRange(min=1),
-    help="Worker processes (cpu: default all cores; gpu: always 1 per GPU).",
+    help="Processes: cpu default one per core; gpu default one per visible GPU (max).",
 )
 @click.option("--loglevel", default="INFO", show_default=True)
 @pass_context
 def worker(obj: Context, queues: str, concurrency: int | None, loglevel: str) -> None:
     """Run a Celery worker consuming the given queues (distributed mode).
 
+    A cpu worker runs a prefork pool (featurizing). A gpu worker runs one process per GPU
+    (inference, training), each pinned to its GPU; CUDA is never initialised before the
+    fork. Stop it with SIGTERM (Ctrl-C): it finishes the running task first.
+
     \b
     Examples:
       GENRECTL_BROKER_URL=redis://queue:6379/0 genrectl worker --queues cpu -c 8
       GENRECTL_BROKER_URL=redis://queue:6379/0 genrectl worker --queues gpu
     """
+    import os
+
     from genrectl.errors import ConfigError
+    from scheduler.workers import run_worker
 
     if obj.settings.embedded:
         raise ConfigError("a worker needs a broker: set GENRECTL_BROKER_URL=redis://host:6379/0")
-    names = [q.strip() for q in queues.split(",") if q.strip()]
-    if not names or any(q not in ("cpu", "gpu") for q in names):
-        raise click.BadParameter(f"{queues!r}: queues are cpu and gpu", param_hint="--queues")
-    from scheduler.worker_entry import app
-
-    argv = ["worker", "--queues", ",".join(names), f"--loglevel={loglevel}"]
-    if "gpu" in names:
-        # One process per GPU; CUDA does not survive fork, so the gpu worker never forks.
-        argv += ["--pool", "solo"]
-    elif concurrency:
-        argv += ["--concurrency", str(concurrency)]
-    app.worker_main(argv)
+    run_worker(
+        obj.settings, queues=queues, concurrency=concurrency, loglevel=loglevel, env=os.environ
+    )

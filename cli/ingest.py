@@ -15,6 +15,7 @@ from sqlalchemy import select
 from cli.app import EXIT_FAILURES, Context, emit_json, json_option, pass_context
 from db.engine import session_scope
 from db.models import Job, JobStatus, Track
+from genrectl.errors import ConfigError
 from genrectl.settings import Settings
 from scheduler.batches import IngestPlan, chunked, plan_ingest
 from scheduler.scan import ScanResult, scan
@@ -24,10 +25,20 @@ from scheduler.scan import ScanResult, scan
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--retry-failed", is_flag=True, help="Try again files that failed before.")
 @click.option("--strict", is_flag=True, help="Exit with status 4 if any file failed.")
+@click.option(
+    "--no-wait",
+    is_flag=True,
+    help="Distributed mode: enqueue the batch, print its id and return at once.",
+)
 @json_option
 @pass_context
 def ingest(
-    obj: Context, paths: tuple[Path, ...], retry_failed: bool, strict: bool, as_json: bool
+    obj: Context,
+    paths: tuple[Path, ...],
+    retry_failed: bool,
+    strict: bool,
+    no_wait: bool,
+    as_json: bool,
 ) -> None:
     """Add the music under PATHS to the library.
 
@@ -39,11 +50,14 @@ def ingest(
     Examples:
       genrectl ingest ~/Music
       genrectl ingest ~/Music /mnt/nas/flac --json
+      genrectl ingest /music --no-wait     # then: genrectl jobs show ID
     """
     from cli.render import batch_progress, stderr
     from worker.features import FeatureParams  # a light dataclass module: no torch at import
 
     settings = obj.ready_settings()
+    if no_wait and settings.embedded:
+        raise ConfigError("--no-wait needs distributed mode: set GENRECTL_BROKER_URL")
     roots = [_root(p) for p in paths]
     started = time.monotonic()
     with stderr().status("Scanning…", spinner="dots") if not obj.quiet else nullcontext():
@@ -56,12 +70,15 @@ def ingest(
             feature_version=FeatureParams().version,
             retry_failed=retry_failed,
         )
+    chunks = list(chunked(plan.track_ids, settings.chunk_size))
+    if no_wait:
+        _enqueue_only(settings, plan, chunks, as_json=as_json)
+        return
     if plan.track_ids:
         from scheduler.runner import run_featurize
 
-        chunks = list(chunked(plan.track_ids, settings.chunk_size))
         with batch_progress("Featurizing", len(plan.track_ids), quiet=obj.quiet or as_json) as bar:
-            run_featurize(settings, plan.batch_id, chunks, bar)
+            run_featurize(settings, plan.batch_id, chunks, bar, warn)
     labelling = label_library(settings, quiet=obj.quiet or as_json)
     report = _report(settings, plan, found, time.monotonic() - started)
     report["labelling"] = labelling
@@ -71,6 +88,28 @@ def ingest(
         _print_report(report, quiet=obj.quiet)
     if strict and report["failed"]:
         sys.exit(EXIT_FAILURES)
+
+
+def warn(message: str) -> None:
+    """A warning while following work (no live worker, database away): one line on stderr."""
+    click.echo(f"warning: {message}", err=True)
+
+
+def _enqueue_only(
+    settings: Settings, plan: IngestPlan, chunks: list[list[int]], *, as_json: bool
+) -> None:
+    """--no-wait: the batch is committed; send its chunks and say how to follow it."""
+    from scheduler.runner import enqueue_featurize
+
+    sent = enqueue_featurize(settings, plan.batch_id, chunks) if chunks else 0
+    if as_json:
+        emit_json({"batch_id": plan.batch_id, "queued": len(plan.track_ids), "chunks": sent})
+        return
+    click.echo(
+        f"Batch #{plan.batch_id}: {len(plan.track_ids)} tracks queued in {sent} chunks "
+        f"({plan.unchanged} unchanged). Follow it with `genrectl jobs show {plan.batch_id}`; "
+        "`genrectl reconcile` labels what it featurized."
+    )
 
 
 def label_library(settings: Settings, *, quiet: bool, relabel: bool = False) -> dict[str, Any]:
@@ -91,7 +130,7 @@ def label_library(settings: Settings, *, quiet: bool, relabel: bool = False) -> 
         name = model.name
     if plan.n_tracks:
         with count_progress("Labelling", plan.n_tracks, quiet=quiet) as bar:
-            run_labelling(settings, plan, bar)
+            run_labelling(settings, plan, bar, warn)
     with session_scope(settings) as session:
         changed = changed_genres(session, plan)
     return {"model": name, "labelled": plan.n_tracks, "changed_genre": changed}

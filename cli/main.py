@@ -2,7 +2,20 @@
 
 from __future__ import annotations
 
-from cli import commands, ingest, models, tracks
+from cli import (
+    browse,
+    commands,
+    experiment,
+    ingest,
+    jobs,
+    labels,
+    models,
+    playlists,
+    report,
+    tags,
+    tracks,
+    train,
+)
 from cli.app import cli
 
 cli.add_command(ingest.ingest)
@@ -11,8 +24,20 @@ cli.add_command(commands.config)
 cli.add_command(commands.db)
 cli.add_command(tracks.tracks)
 cli.add_command(commands.worker)
+cli.add_command(jobs.jobs)
+cli.add_command(jobs.reconcile)
 cli.add_command(models.models)
 cli.add_command(models.predict)
+cli.add_command(train.train)
+cli.add_command(experiment.evaluate)
+cli.add_command(experiment.experiment)
+cli.add_command(playlists.playlist)
+cli.add_command(browse.genres)
+cli.add_command(browse.show)
+cli.add_command(labels.label)
+cli.add_command(labels.relabel)
+cli.add_command(tags.tags)
+cli.add_command(report.report)
 
 
 def main() -> None:

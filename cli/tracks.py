@@ -5,36 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 import click
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from cli.app import Context, emit_json, json_option, pass_context
 from db.engine import session_scope
-from db.models import Prediction, Track, TrackStatus
-from db.registry import promoted_model
-
-EMPTY_LABEL: dict[str, Any] = {"genre": None, "confidence": None, "top3": None, "model": None}
+from db.models import TrackStatus
+from db.playlists import SORT_KEYS, LabelledTrack, TrackFilter, labelled_tracks
 
 
-def promoted_labels(session: Session) -> dict[int, dict[str, Any]]:
-    """track id -> the promoted model's label for it."""
-    model = promoted_model(session)
-    if model is None:
-        return {}
-    rows = session.scalars(select(Prediction).where(Prediction.model_id == model.id))
-    return {
-        p.track_id: {
-            "genre": p.genre,
-            "confidence": round(p.confidence, 4),
-            "top3": p.top3,
-            "model": model.name,
-        }
-        for p in rows
-    }
-
-
-def _cell(value: Any) -> Any:
-    return f"{value:.0%}" if isinstance(value, float) else value
+def _pct(value: float | None) -> str:
+    return "" if value is None else f"{value:.0%}"
 
 
 @click.group()
@@ -43,6 +22,13 @@ def tracks() -> None:
 
 
 @tracks.command("list")
+@click.option("--genre", "genres", multiple=True, help="Only this genre (repeat for several).")
+@click.option(
+    "--min-confidence",
+    type=click.FloatRange(0, 1),
+    help="Only model labels at least this confident (0..1); your own labels always pass.",
+)
+@click.option("--unknown", is_flag=True, help="Only tracks the model could not decide.")
 @click.option("--failed", is_flag=True, help="Only tracks that could not be used, with the reason.")
 @click.option(
     "--status",
@@ -50,53 +36,70 @@ def tracks() -> None:
     type=click.Choice([s.value for s in TrackStatus]),
     help="Only tracks with this status.",
 )
+@click.option(
+    "--sort",
+    type=click.Choice(sorted(SORT_KEYS)),
+    default="path",
+    show_default=True,
+    help="Order (confidence: most confident first).",
+)
+@click.option("--reverse", is_flag=True, help="Reverse the order.")
 @click.option("--limit", type=click.IntRange(min=1), help="At most this many tracks.")
 @json_option
 @pass_context
-def list_tracks(
-    obj: Context, failed: bool, status_: str | None, limit: int | None, as_json: bool
-) -> None:
-    """List tracks: path, status, failure reason, tags.
+def list_tracks(obj: Context, **options: Any) -> None:
+    """List tracks: tags, genre label, confidence and the file's own genre tag side by side.
+
+    The genre is your own label where you gave one (shown "(you)"), else the promoted model's.
 
     \b
     Examples:
+      genrectl tracks list --genre jazz --min-confidence 0.7 --sort artist
+      genrectl tracks list --sort confidence --reverse --limit 20   # least sure first
+      genrectl tracks list --unknown
       genrectl tracks list --failed
       genrectl tracks list --json --limit 10
     """
     settings = obj.ready_settings()
-    query = select(Track).order_by(Track.path)
-    if failed:
-        status_ = TrackStatus.FAILED
-    if status_:
-        query = query.where(Track.status == status_)
-    if limit:
-        query = query.limit(limit)
+    statuses = [TrackStatus.FAILED] if options["failed"] else []
+    if options["status_"]:
+        statuses.append(options["status_"])
+    rule = TrackFilter(
+        genres=options["genres"],
+        min_confidence=options["min_confidence"],
+        unknown=options["unknown"],
+        statuses=statuses,
+    )
     with session_scope(settings) as session:
-        labels = promoted_labels(session)
-        rows = [
-            {
-                "id": t.id,
-                "path": t.path,
-                "status": t.status,
-                "error": t.error,
-                "duration_s": None if t.duration_s is None else round(t.duration_s, 2),
-                "artist": t.artist,
-                "title": t.title,
-                "album": t.album,
-                "genre_tag": t.genre_tag,
-                **labels.get(t.id, EMPTY_LABEL),
-            }
-            for t in session.scalars(query)
-        ]
-    if as_json:
-        emit_json(rows)
+        found = labelled_tracks(session, rule)
+    found.sort(key=SORT_KEYS[options["sort"]], reverse=options["reverse"])
+    found = found[: options["limit"]] if options["limit"] else found
+    if options["as_json"]:
+        emit_json([t.to_dict() for t in found])
         return
+    _print_tracks(found, failed=options["failed"])
+
+
+def _print_tracks(found: list[LabelledTrack], *, failed: bool) -> None:
     from cli.render import stdout, table
 
     if failed:
-        columns, keys = ["path", "status", "reason"], ["path", "status", "error"]
+        columns = ["id", "path", "status", "reason"]
+        rows = [[t.id, t.path, t.status, t.error] for t in found]
     else:
-        columns = ["path", "status", "genre", "confidence", "artist", "title", "tag"]
-        keys = ["path", "status", "genre", "confidence", "artist", "title", "genre_tag"]
-    stdout().print(table(columns, [[_cell(r[k]) for k in keys] for r in rows]))
-    click.echo(f"{len(rows)} tracks")
+        columns = ["id", "artist", "title", "album", "genre", "confidence", "tag", "status"]
+        rows = [
+            [
+                t.id,
+                t.artist,
+                t.display_title,
+                t.album,
+                f"{t.genre} (you)" if t.source == "user" else t.genre,
+                _pct(t.confidence),
+                t.genre_tag,
+                "" if t.status == TrackStatus.OK else t.status,
+            ]
+            for t in found
+        ]
+    stdout().print(table(columns, rows))
+    click.echo(f"{len(found)} tracks")

@@ -206,3 +206,36 @@ class Prediction(Base):
 
     track: Mapped[Track] = relationship(back_populates="predictions")
     model: Mapped[Model] = relationship(back_populates="predictions")
+
+
+class Playlist(Base):
+    """A smart playlist: a saved rule over the library's labels, evaluated whenever it is read.
+
+    ``track_ids`` is what the rule gave at ``refreshed_at``; it only serves to report what
+    changed at the next refresh.
+    """
+
+    __tablename__ = "playlists"
+
+    id: Mapped[intpk]
+    name: Mapped[short_text] = mapped_column(unique=True)
+    genres: Mapped[list[str]] = mapped_column(JSON)
+    min_confidence: Mapped[float | None] = mapped_column(Float)
+    max_tracks: Mapped[int | None]
+    order_by: Mapped[str] = mapped_column(String(16), default="confidence")
+    max_per_artist: Mapped[int | None]
+    seed: Mapped[int | None]  # fixed at creation for random order, so the order is stable
+    track_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
+    created_at: Mapped[created_at]
+    refreshed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class UserLabel(Base):
+    """The user's own genre for a track: it wins over every model and is training data."""
+
+    __tablename__ = "user_labels"
+
+    id: Mapped[intpk]
+    track_id: Mapped[int] = mapped_column(ForeignKey("tracks.id", ondelete="CASCADE"), unique=True)
+    genre: Mapped[str] = mapped_column(String(64), index=True)
+    created_at: Mapped[created_at]

@@ -149,6 +149,37 @@ def count_jobs(session: Session, batch_id: int) -> BatchCounts:
     )
 
 
+def queued_track_ids(
+    session: Session, batch_id: int, track_ids: Sequence[int] | None = None
+) -> list[int]:
+    """Tracks of the batch whose featurize job is still queued (of ``track_ids``, if given)."""
+    query = select(Job.track_id).where(
+        Job.batch_id == batch_id, Job.kind == "featurize", Job.status == JobStatus.QUEUED
+    )
+    if track_ids is not None:
+        query = query.where(Job.track_id.in_(list(track_ids)))
+    return sorted(session.scalars(query))
+
+
+def fail_queued_jobs(
+    session: Session, batch_id: int, track_ids: Sequence[int], reason: str
+) -> list[int]:
+    """Mark still-queued jobs (and their tracks) failed with a one-line reason."""
+    reason = reason.splitlines()[0][:300] if reason else "unknown error"
+    ids = queued_track_ids(session, batch_id, track_ids) if track_ids else []
+    if ids:
+        session.execute(
+            update(Job)
+            .where(Job.batch_id == batch_id, Job.track_id.in_(ids), Job.status == JobStatus.QUEUED)
+            .values(status=JobStatus.FAILED, error=reason, finished_at=utcnow())
+        )
+        session.execute(
+            update(Track).where(Track.id.in_(ids)).values(status=TrackStatus.FAILED, error=reason)
+        )
+    refresh_batch(session, batch_id)
+    return ids
+
+
 def refresh_batch(session: Session, batch_id: int) -> BatchCounts:
     """Recompute a batch's counters from its jobs; close it when every job has finished."""
     counts = count_jobs(session, batch_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -13,8 +14,9 @@ from sqlalchemy.orm import Session
 from db.engine import session_scope
 from db.models import Model, Prediction, Segment, Track, TrackStatus
 from genrectl.settings import Settings
-from scheduler.tasknames import INFER_SHARD, ROUTES, resolve
+from scheduler.tasknames import GPU_QUEUE, INFER_SHARD, resolve
 
+log = logging.getLogger(__name__)
 LabelProgress = Callable[[int, int], None]  # (tracks labelled, tracks to label)
 
 
@@ -56,7 +58,12 @@ def plan_labelling(session: Session, model: Model, *, relabel: bool = False) -> 
     return LabelPlan(model.id, dict(by_shard), previous)
 
 
-def run_labelling(settings: Settings, plan: LabelPlan, on_progress: LabelProgress) -> None:
+def run_labelling(
+    settings: Settings,
+    plan: LabelPlan,
+    on_progress: LabelProgress,
+    notify: Callable[[str], None] | None = None,
+) -> None:
     total = plan.n_tracks
     if settings.embedded:
         infer = resolve(INFER_SHARD)
@@ -65,30 +72,54 @@ def run_labelling(settings: Settings, plan: LabelPlan, on_progress: LabelProgres
             done += infer(settings, shard_id=shard_id, model_id=plan.model_id, track_ids=track_ids)
             on_progress(done, total)
         return
-    from scheduler.celery_app import create_app
+    enqueue_labelling(settings, plan)
+    _wait_for_labels(settings, plan, on_progress, notify or log.warning)
 
-    app = create_app(settings)
-    for shard_id, track_ids in sorted(plan.by_shard.items()):
-        app.send_task(
-            INFER_SHARD,
-            kwargs={"shard_id": shard_id, "model_id": plan.model_id, "track_ids": track_ids},
-            **ROUTES[INFER_SHARD],
-        )
+
+def enqueue_labelling(settings: Settings, plan: LabelPlan) -> int:
+    """One infer task per shard on the gpu queue; returns how many were sent."""
+    from scheduler.runner import send_tasks
+
+    return send_tasks(
+        settings,
+        INFER_SHARD,
+        [
+            {"shard_id": shard_id, "model_id": plan.model_id, "track_ids": track_ids}
+            for shard_id, track_ids in sorted(plan.by_shard.items())
+        ],
+    )
+
+
+def _wait_for_labels(
+    settings: Settings, plan: LabelPlan, on_progress: LabelProgress, notify: Callable[[str], None]
+) -> None:
+    from sqlalchemy.exc import InterfaceError, OperationalError
+
+    from scheduler.cluster import WorkerWatch
+
     wanted = [t for ids in plan.by_shard.values() for t in ids]
+    watch = WorkerWatch(settings, GPU_QUEUE, notify, hint="Ctrl-C is safe: `genrectl reconcile`.")
     while True:
-        with session_scope(settings) as session:
-            done = (
-                session.scalar(
-                    select(func.count())
-                    .select_from(Prediction)
-                    .where(Prediction.model_id == plan.model_id, Prediction.track_id.in_(wanted))
-                )
-                or 0
-            )
-        on_progress(done, total)
-        if done >= total:
-            return
+        try:
+            done = _labelled(settings, plan.model_id, wanted)
+        except (OperationalError, InterfaceError) as exc:
+            notify(f"database unavailable, still waiting: {str(exc).splitlines()[0]}")
+        else:
+            on_progress(done, plan.n_tracks)
+            if done >= plan.n_tracks:
+                return
+            watch.observe(done)
         time.sleep(0.5)
+
+
+def _labelled(settings: Settings, model_id: int, track_ids: list[int]) -> int:
+    with session_scope(settings) as session:
+        count = session.scalar(
+            select(func.count())
+            .select_from(Prediction)
+            .where(Prediction.model_id == model_id, Prediction.track_id.in_(track_ids))
+        )
+    return count or 0
 
 
 def changed_genres(session: Session, plan: LabelPlan) -> int:

@@ -14,17 +14,20 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
-from sqlalchemy import select, update
-from sqlalchemy.orm import Session
-
 from db.engine import session_scope
-from db.models import Job, JobStatus, Track, TrackStatus, utcnow
 from genrectl.settings import Settings
-from scheduler.batches import BatchCounts, count_jobs, refresh_batch
-from scheduler.tasknames import FEATURIZE_CHUNK, ROUTES, resolve
+from scheduler.batches import (
+    BatchCounts,
+    count_jobs,
+    fail_queued_jobs,
+    queued_track_ids,
+    refresh_batch,
+)
+from scheduler.tasknames import CPU_QUEUE, FEATURIZE_CHUNK, ROUTES, resolve
 
 log = logging.getLogger(__name__)
 Progress = Callable[[BatchCounts], None]
+Notify = Callable[[str], None]  # a one-line message for the user
 POLL_S = 0.5
 
 
@@ -52,35 +55,87 @@ def _call(name: str, settings: Settings, kwargs: dict[str, Any]) -> Any:
 
 
 def run_featurize(
-    settings: Settings, batch_id: int, chunks: Sequence[list[int]], on_progress: Progress
+    settings: Settings,
+    batch_id: int,
+    chunks: Sequence[list[int]],
+    on_progress: Progress,
+    notify: Notify | None = None,
 ) -> BatchCounts:
     """Featurize every chunk of the batch and return the final counts."""
     if settings.embedded:
         _run_embedded(settings, batch_id, list(chunks), on_progress)
     else:
         enqueue_featurize(settings, batch_id, chunks)
-        wait_for_batch(settings, batch_id, on_progress)
+        wait_for_batch(settings, batch_id, on_progress, notify)
     with session_scope(settings) as session:
         return refresh_batch(session, batch_id)
 
 
-def enqueue_featurize(settings: Settings, batch_id: int, chunks: Sequence[list[int]]) -> None:
-    """Send one message per chunk, by task name (the batch is already committed)."""
+def enqueue_featurize(settings: Settings, batch_id: int, chunks: Sequence[list[int]]) -> int:
+    """Send one message per chunk, by task name, over one connection; returns how many.
+
+    The batch is committed before this runs, so a message lost here (or later) is
+    re-derived from the database by ``genrectl reconcile``.
+    """
+    return send_tasks(
+        settings, FEATURIZE_CHUNK, [{"batch_id": batch_id, "track_ids": c} for c in chunks]
+    )
+
+
+def send_tasks(settings: Settings, name: str, kwargs_list: Sequence[dict[str, Any]]) -> int:
+    """Enqueue ``name`` once per kwargs dict. Results are not kept: the database is the truth."""
+    import kombu.exceptions
+
     from scheduler.celery_app import create_app
+    from scheduler.cluster import broker_error
 
     app = create_app(settings)
-    for chunk in chunks:
-        app.send_task(FEATURIZE_CHUNK, args=[batch_id, chunk], **ROUTES[FEATURIZE_CHUNK])
+    try:
+        with app.producer_or_acquire() as producer:
+            for kwargs in kwargs_list:
+                app.send_task(
+                    name, kwargs=kwargs, producer=producer, ignore_result=True, **ROUTES[name]
+                )
+    except kombu.exceptions.OperationalError as exc:
+        raise broker_error(settings, exc) from exc
+    return len(kwargs_list)
 
 
-def wait_for_batch(settings: Settings, batch_id: int, on_progress: Progress) -> BatchCounts:
+def wait_for_batch(
+    settings: Settings, batch_id: int, on_progress: Progress, notify: Notify | None = None
+) -> BatchCounts:
+    """Follow a batch in the database until every job has finished.
+
+    Says so (through ``notify``) when nothing moves and no live worker consumes the cpu
+    queue, and rides out a database blip instead of dying on it.
+    """
+    from scheduler.cluster import WorkerWatch
+
+    watch = WorkerWatch(
+        settings,
+        CPU_QUEUE,
+        notify or log.warning,
+        hint=f"Batch #{batch_id} is saved: Ctrl-C is safe; `genrectl jobs show {batch_id}`.",
+    )
     while True:
-        with session_scope(settings) as session:
-            counts = count_jobs(session, batch_id)
-        on_progress(counts)
-        if counts.complete:
-            return counts
+        counts = _poll_counts(settings, batch_id, notify or log.warning)
+        if counts is not None:
+            on_progress(counts)
+            if counts.complete:
+                return counts
+            watch.observe(counts.finished)
         time.sleep(POLL_S)
+
+
+def _poll_counts(settings: Settings, batch_id: int, notify: Notify) -> BatchCounts | None:
+    from sqlalchemy.exc import InterfaceError, OperationalError
+
+    try:
+        with session_scope(settings) as session:
+            return count_jobs(session, batch_id)
+    except (OperationalError, InterfaceError) as exc:
+        notify(f"database unavailable, still waiting: {str(exc).splitlines()[0]}")
+        return None
 
 
 def _run_embedded(
@@ -139,29 +194,10 @@ def _settle(settings: Settings, batch_id: int, future: Future[Any], chunk: list[
 
 def _still_queued(settings: Settings, batch_id: int, track_ids: list[int]) -> list[int]:
     with session_scope(settings) as session:
-        return _queued_in(session, batch_id, track_ids)
-
-
-def _queued_in(session: Session, batch_id: int, track_ids: list[int]) -> list[int]:
-    query = select(Job.track_id).where(
-        Job.batch_id == batch_id, Job.status == JobStatus.QUEUED, Job.track_id.in_(track_ids)
-    )
-    return list(session.scalars(query))
+        return queued_track_ids(session, batch_id, track_ids)
 
 
 def _fail_jobs(settings: Settings, batch_id: int, track_ids: list[int], reason: str) -> None:
-    """Mark still-queued jobs (and their tracks) failed with a one-line reason."""
-    if not track_ids:
-        return
-    reason = reason.splitlines()[0][:300] if reason else "unknown error"
-    with session_scope(settings) as session:
-        ids = _queued_in(session, batch_id, track_ids)
-        session.execute(
-            update(Job)
-            .where(Job.batch_id == batch_id, Job.track_id.in_(ids), Job.status == JobStatus.QUEUED)
-            .values(status=JobStatus.FAILED, error=reason, finished_at=utcnow())
-        )
-        session.execute(
-            update(Track).where(Track.id.in_(ids)).values(status=TrackStatus.FAILED, error=reason)
-        )
-        refresh_batch(session, batch_id)
+    if track_ids:
+        with session_scope(settings) as session:
+            fail_queued_jobs(session, batch_id, track_ids, reason)

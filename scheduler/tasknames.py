@@ -12,6 +12,7 @@ from typing import Any
 
 FEATURIZE_CHUNK = "genrectl.featurize_chunk"
 INFER_SHARD = "genrectl.infer_shard"
+TRAIN = "genrectl.train"
 
 CPU_QUEUE = "cpu"
 GPU_QUEUE = "gpu"
@@ -19,11 +20,13 @@ GPU_QUEUE = "gpu"
 FUNCTIONS: dict[str, str] = {
     FEATURIZE_CHUNK: "worker.featurize:featurize_chunk",
     INFER_SHARD: "worker.inference:infer_shard",
+    TRAIN: "worker.trainjob:train_job",
 }
 
 ROUTES: dict[str, dict[str, str]] = {
     FEATURIZE_CHUNK: {"queue": CPU_QUEUE},
     INFER_SHARD: {"queue": GPU_QUEUE},
+    TRAIN: {"queue": GPU_QUEUE},
 }
 
 

@@ -57,12 +57,15 @@ def featurize_chunk(settings: Settings, *, batch_id: int, track_ids: list[int]) 
         queued = _queued_tracks(session, batch_id, track_ids)
     outcomes = [_featurize_one(settings, tid, path, params) for tid, path in queued]
     shard = _write(settings, outcomes, params)
+    # If this transaction fails the shard file stays behind unreferenced: a failed commit
+    # may still have committed, and a referenced shard must never be deleted.
     with session_scope(settings) as session:
-        done, failed = _record(session, batch_id, outcomes, shard)
+        done, failed, shard_used = _record(session, batch_id, outcomes, shard)
         refresh_batch(session, batch_id)
-    return ChunkResult(
-        done, failed, len(track_ids) - len(queued), str(shard.path) if shard else None
-    )
+    kept = str(shard.path) if shard is not None and shard_used else None
+    if shard is not None and not shard_used:
+        shard.path.unlink(missing_ok=True)  # another delivery finished every track meanwhile
+    return ChunkResult(done, failed, len(track_ids) - len(queued), kept)
 
 
 def _queued_tracks(session: Session, batch_id: int, track_ids: list[int]) -> list[tuple[int, str]]:
@@ -154,30 +157,20 @@ def _write(settings: Settings, outcomes: list[Outcome], params: FeatureParams) -
 
 def _record(
     session: Session, batch_id: int, outcomes: list[Outcome], shard: ShardInfo | None
-) -> tuple[int, int]:
-    """Write every outcome of the chunk, skipping tracks another delivery already finished."""
-    still_queued = set(
-        session.scalars(
-            select(Job.track_id)
-            .where(
-                Job.batch_id == batch_id,
-                Job.kind == "featurize",
-                Job.status == JobStatus.QUEUED,
-                Job.track_id.in_([o.track_id for o in outcomes]),
-            )
-            .with_for_update()
-        )
-    )
-    shard_row = None
-    if shard is not None:
-        shard_row = Shard(
-            path=str(shard.path),
-            sha256=shard.sha256,
-            feature_version=shard.feature_version,
-            n_segments=shard.n_segments,
-        )
-        session.add(shard_row)
-        session.flush()
+) -> tuple[int, int, bool]:
+    """Write every outcome of the chunk, skipping tracks another delivery already finished.
+
+    Returns (done, failed, whether the shard is referenced). The job and track rows are
+    locked first, in id order, so two deliveries of the same work (or two batches of the
+    same files) record it once, whatever order they finish in.
+    """
+    still_queued = _lock_queued(session, batch_id, [o.track_id for o in outcomes])
+    version = shard.feature_version if shard is not None else None
+    for outcome in outcomes:
+        if outcome.track_id in still_queued and _featurized_meanwhile(session, outcome, version):
+            outcome.reuse_from = outcome.track_id  # keep those segments; rows stay counted
+    fresh = [o for o in outcomes if o.track_id in still_queued and o.mel is not None]
+    shard_row = _shard_row(session, shard) if any(o.reuse_from is None for o in fresh) else None
     row = 0
     done = failed = 0
     for outcome in outcomes:
@@ -188,7 +181,56 @@ def _record(
             _finish_job(session, batch_id, outcome.track_id, ok, outcome.error)
             done, failed = done + ok, failed + (not ok)
         row += n_rows
-    return done, failed
+    return done, failed, shard_row is not None
+
+
+def _lock_queued(session: Session, batch_id: int, track_ids: list[int]) -> set[int]:
+    """Lock the still-queued jobs among ``track_ids`` and their tracks; return those ids."""
+    queued = list(
+        session.scalars(
+            select(Job.track_id)
+            .where(
+                Job.batch_id == batch_id,
+                Job.kind == "featurize",
+                Job.status == JobStatus.QUEUED,
+                Job.track_id.in_(track_ids),
+            )
+            .order_by(Job.track_id)
+            .with_for_update()
+        )
+    )
+    if queued:
+        session.scalars(
+            select(Track).where(Track.id.in_(queued)).order_by(Track.id).with_for_update()
+        ).all()
+    return set(queued)
+
+
+def _featurized_meanwhile(session: Session, outcome: Outcome, version: str | None) -> bool:
+    """The track already holds segments of these very bytes (another batch's delivery)."""
+    if outcome.mel is None or version is None:
+        return False
+    track = session.get(Track, outcome.track_id)
+    return (
+        track is not None
+        and track.status == TrackStatus.OK
+        and track.content_hash == outcome.content_hash
+        and track.feature_version == version
+        and bool(track.segments)
+    )
+
+
+def _shard_row(session: Session, shard: ShardInfo | None) -> Shard:
+    assert shard is not None
+    row = Shard(
+        path=str(shard.path),
+        sha256=shard.sha256,
+        feature_version=shard.feature_version,
+        n_segments=shard.n_segments,
+    )
+    session.add(row)
+    session.flush()
+    return row
 
 
 def _record_track(

@@ -1,0 +1,258 @@
+"""Choosing the model: k-fold accuracy and time per epoch of each architecture and input size.
+
+    .venv/bin/python bench/bench_models.py [--gtzan DIR] [--folds 5] [--segments 5]
+        [--run ARCH:INPUT:EPOCHS[:aug] ...] [--lr 1e-3] [--batch-size 32] [--json PATH]
+
+Featurizes a GTZAN-layout folder into memory (``--segments`` 6 s segments per track, and a
+pitch-shifted copy of every track when a run asks for ``aug``), makes ``--folds`` stratified
+folds on tracks (test = the held-out fold, validation = 10 % of the rest), trains each run on
+every fold with ``worker.training.fit`` and scores the best-validation-loss weights on the
+test fold, at segment level and at track level (mean of segment probabilities). The MFCC +
+logistic-regression baseline is scored on the same folds. Prints one table: mean ± std over
+folds, median and minimum wall seconds and median CPU seconds per epoch (train + validation),
+total wall time. The minimum is the figure to compare on a shared machine: other work only
+ever adds to an epoch's time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from worker.audio import load_segments
+from worker.baseline import evaluate_baseline
+from worker.datasets import (
+    SegmentSet,
+    Split,
+    augmentation_steps,
+    discover_labelled_folder,
+    kfold,
+    pitch_shift_segments,
+)
+from worker.evaluation import evaluate_model
+from worker.features import FeatureParams, mel_db
+from worker.training import EpochStats, TrainConfig, fit
+
+PARAMS = FeatureParams()
+DEFAULT_RUNS = (
+    "cnn:native:30",
+    "cnn:native:30:aug",
+    "densenet121:native:10",
+    "densenet121:native:3",
+    "densenet121:224:3",
+)
+
+
+@dataclass
+class Corpus:
+    """The featurized dataset: ``data.track_ids`` index ``keys``; ``augmented`` has the same
+    track ids, pitch-shifted."""
+
+    keys: list[str]
+    genres: list[str]
+    classes: list[str]
+    data: SegmentSet
+    augmented: SegmentSet | None
+    seconds: float
+
+
+@dataclass
+class RunResult:
+    name: str
+    epochs: int
+    segment_acc: list[float] = field(default_factory=list)
+    track_acc: list[float] = field(default_factory=list)
+    best_epochs: list[int] = field(default_factory=list)
+    wall_per_epoch: list[float] = field(default_factory=list)
+    cpu_per_epoch: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def featurize(root: Path, *, segments: int, augment: bool, seed: int) -> Corpus:
+    """Decode and featurize every track of ``root`` (and a pitch-shifted copy if ``augment``)."""
+    started = time.perf_counter()
+    tracks = discover_labelled_folder(root)
+    classes = sorted({t.genre for t in tracks})
+    parts, shifted = [], []
+    for track_id, track in enumerate(tracks):
+        audio = load_segments(track.path, params=PARAMS, max_segments=segments, min_seconds=3.0)
+        n = len(audio.audio)
+        labels = np.full(n, classes.index(track.genre), dtype=np.int64)
+        ids = np.full(n, track_id, dtype=np.int64)
+        parts.append(SegmentSet(mel_db(segments=audio.audio, params=PARAMS), labels, ids))
+        if augment:
+            steps = augmentation_steps(track.key, seed=seed)
+            moved = pitch_shift_segments(audio.audio, sr=PARAMS.sample_rate, n_steps=steps)
+            shifted.append(SegmentSet(mel_db(segments=moved, params=PARAMS), labels, ids))
+    return Corpus(
+        keys=[t.key for t in tracks],
+        genres=[t.genre for t in tracks],
+        classes=classes,
+        data=SegmentSet.concatenate(parts),
+        augmented=SegmentSet.concatenate(shifted) if augment else None,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def fold_sets(corpus: Corpus, split: Split, *, augment: bool) -> tuple[SegmentSet, ...]:
+    """(train, val, test) segments of one fold; train gains the pitch-shifted copies if asked."""
+    index = {key: i for i, key in enumerate(corpus.keys)}
+    train, val, test = ([index[k] for k in part] for part in (split.train, split.val, split.test))
+    train_set = corpus.data.of_tracks(train)
+    if augment and corpus.augmented is not None:
+        train_set = SegmentSet.concatenate([train_set, corpus.augmented.of_tracks(train)])
+    return train_set, corpus.data.of_tracks(val), corpus.data.of_tracks(test)
+
+
+def run_fold(
+    config: TrainConfig, corpus: Corpus, split: Split, *, augment: bool, label: str
+) -> tuple[float, float, int, list[float], list[float]]:
+    """Train on one fold; (segment acc, track acc, best epoch, wall s/epoch, cpu s/epoch)."""
+    train, val, test = fold_sets(corpus, split, augment=augment)
+    cpu_marks = [time.process_time()]
+
+    def tick(stats: EpochStats) -> None:
+        cpu_marks.append(time.process_time())
+        print(f"  {label}: {stats}", file=sys.stderr, flush=True)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        fitted = fit(
+            config=config,
+            train=train,
+            val=val,
+            classes=corpus.classes,
+            checkpoint_dir=Path(tmp),
+            resume=False,
+            progress=tick,
+        )
+    scores = evaluate_model(fitted.model, test, classes=corpus.classes)
+    cpu = np.diff(cpu_marks).tolist()
+    return (
+        scores.segment_accuracy,
+        scores.track_accuracy,
+        fitted.best_epoch,
+        [s.seconds for s in fitted.history],
+        cpu[1:] if len(cpu) > 1 else cpu,  # the first also counts model set-up
+    )
+
+
+def run_config(
+    spec: str, corpus: Corpus, folds: list[Split], args: argparse.Namespace
+) -> RunResult:
+    """Train and test one ``ARCH:INPUT:EPOCHS[:aug]`` run on every fold."""
+    arch, input_size, epochs, *rest = spec.split(":")
+    config = TrainConfig(
+        arch=arch,
+        input_size=input_size,
+        epochs=int(epochs),
+        batch_size=args.batch_size,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        seed=args.seed,
+        device="cpu",
+    )
+    result = RunResult(name=spec, epochs=config.epochs)
+    started = time.perf_counter()
+    for i, split in enumerate(folds):
+        seg, trk, best, wall, cpu = run_fold(
+            config, corpus, split, augment=rest == ["aug"], label=f"{spec} fold {i + 1}"
+        )
+        result.segment_acc.append(seg)
+        result.track_acc.append(trk)
+        result.best_epochs.append(best)
+        result.wall_per_epoch += wall
+        result.cpu_per_epoch += cpu
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def run_baseline(corpus: Corpus, folds: list[Split]) -> RunResult:
+    """The MFCC + logistic-regression baseline, trained on each fold's training part."""
+    result = RunResult(name="mfcc+logreg", epochs=0)
+    started = time.perf_counter()
+    for split in folds:
+        train, _, test = fold_sets(corpus, split, augment=False)
+        scores = evaluate_baseline(train, test, classes=corpus.classes)
+        result.segment_acc.append(scores.segment_accuracy)
+        result.track_acc.append(scores.track_accuracy)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _mean_std(values: Sequence[float]) -> str:
+    if not values:
+        return "-"
+    return f"{100 * statistics.mean(values):5.1f} ± {100 * statistics.pstdev(values):4.1f}"
+
+
+def _median(values: Sequence[float]) -> str:
+    return f"{statistics.median(values):6.1f}" if values else "     -"
+
+
+def format_table(results: list[RunResult]) -> str:
+    header = (
+        f"{'run':24} {'epochs':>6} {'segment acc %':>14} {'track acc %':>14} "
+        f"{'best ep':>8} {'s/epoch':>7} {'min s/ep':>8} {'cpu-s/ep':>8} {'total s':>8}"
+    )
+    lines = [header, "-" * len(header)]
+    for r in results:
+        best = f"{statistics.median(r.best_epochs):.0f}" if r.best_epochs else "-"
+        lines.append(
+            f"{r.name:24} {r.epochs:6d} {_mean_std(r.segment_acc):>14} "
+            f"{_mean_std(r.track_acc):>14} {best:>8} {_median(r.wall_per_epoch):>7} "
+            f"{min(r.wall_per_epoch, default=float('nan')):8.1f} "
+            f"{_median(r.cpu_per_epoch):>8} {r.seconds:8.0f}"
+        )
+    return "\n".join(lines)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--gtzan", type=Path, default=Path("/work/shared/data/gtzan-mini"))
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--segments", type=int, default=5)
+    parser.add_argument("--run", action="append", help=f"default: {' '.join(DEFAULT_RUNS)}")
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--weight-decay", type=float, default=1e-4)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", type=Path, help="also write every fold's numbers here")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    runs = args.run or list(DEFAULT_RUNS)
+    augment = any(spec.endswith(":aug") for spec in runs)
+    corpus = featurize(args.gtzan, segments=args.segments, augment=augment, seed=args.seed)
+    folds = kfold(corpus.keys, corpus.genres, k=args.folds, seed=args.seed)
+    print(
+        f"{len(corpus.keys)} tracks, {len(corpus.data)} segments, {len(corpus.classes)} genres, "
+        f"{args.folds} folds; featurized in {corpus.seconds:.0f} s"
+        f"{' (with pitch-shifted copies)' if augment else ''}; torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads, {platform.processor() or platform.machine()}"
+    )
+    results = [run_baseline(corpus, folds)]
+    for spec in runs:
+        results.append(run_config(spec, corpus, folds, args))
+        print(format_table(results), file=sys.stderr, flush=True)  # so far, if cut short
+    print(format_table(results))
+    if args.json:
+        args.json.write_text(json.dumps([r.__dict__ for r in results], indent=2, default=float))
+
+
+if __name__ == "__main__":
+    main()

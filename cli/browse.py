@@ -1,0 +1,240 @@
+"""``genrectl genres`` and ``genrectl show``: what the library holds, one track in depth."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import click
+from sqlalchemy import select
+
+from cli.app import Context, emit_json, json_option, pass_context
+from db.engine import session_scope
+from db.models import Segment, Shard, Track
+from db.playlists import (
+    TrackFilter,
+    evaluate_playlist,
+    find_track,
+    genre_counts,
+    labelled_tracks,
+    list_playlists,
+)
+from db.registry import promoted_model
+from genrectl.errors import GenreError
+from genrectl.settings import Settings
+
+NO_MODEL = "no model is promoted: run `genrectl models list`"
+_EIGHTHS = " ▏▎▍▌▋▊▉"
+
+
+def bar(value: float, maximum: float, *, width: int = 30) -> str:
+    """A horizontal bar of ``width`` characters at ``maximum``, in eighths of a character."""
+    if maximum <= 0 or value <= 0:
+        return ""
+    eighths = round(8 * width * value / maximum)
+    return "█" * (eighths // 8) + (_EIGHTHS[eighths % 8] if eighths % 8 else "")
+
+
+@click.command()
+@json_option
+@pass_context
+def genres(obj: Context, as_json: bool) -> None:
+    """How many featurized tracks each genre has, as a bar chart.
+
+    Counts use your own label where you gave one (`genrectl label`), else the promoted
+    model's; "yours" says how many of them are your labels.
+
+    \b
+    Examples:
+      genrectl genres
+      genrectl genres --json | jq '.genres[] | select(.tracks > 10)'
+    """
+    settings = obj.ready_settings()
+    with session_scope(settings) as session:
+        counts = genre_counts(session)
+    labelled = sum(r["tracks"] for r in counts["genres"])
+    for row in counts["genres"]:
+        row["share"] = round(row["tracks"] / labelled, 4) if labelled else 0.0
+    if as_json:
+        emit_json(counts)
+        return
+    from cli.render import stdout, table
+
+    top = max((r["tracks"] for r in counts["genres"]), default=0)
+    rows = [
+        [
+            r["genre"],
+            r["tracks"],
+            f"{r['share']:.0%}",
+            r["user_labelled"] or "",
+            bar(r["tracks"], top),
+        ]
+        for r in counts["genres"]
+    ]
+    title = f"genres by {counts['model'] or 'no model'}"
+    stdout().print(table(["genre", "tracks", "share", "yours", ""], rows, title=title))
+    click.echo(f"{counts['total']} featurized tracks, {counts['unlabelled']} not labelled yet.")
+    if counts["model"] is None:
+        click.echo(NO_MODEL)
+
+
+def segment_predictions(settings: Settings, track_id: int) -> list[dict[str, Any]]:
+    """The promoted model's answer for each 6 s segment of a track, computed now from its
+    shard rows. Imports torch: only ``show`` pays for it."""
+    from worker.evaluation import predict_segments
+    from worker.features import FeatureParams
+    from worker.inference import cached_model
+    from worker.shards import open_shard
+    from worker.training import resolve_device
+
+    with session_scope(settings) as session:
+        model = promoted_model(session)
+        track = session.get(Track, track_id)
+        if model is None or track is None:
+            raise GenreError(NO_MODEL)
+        if track.feature_version != model.feature_version:
+            raise GenreError(
+                f"the track's features ({track.feature_version}) are not the promoted model's "
+                f"({model.feature_version}): run `genrectl ingest` on its folder again"
+            )
+        rows = session.execute(
+            select(Segment.index, Segment.start_s, Segment.row, Shard.path, Shard.sha256)
+            .join(Shard, Shard.id == Segment.shard_id)
+            .where(Segment.track_id == track_id)
+            .order_by(Segment.index)
+        ).all()
+        model_path, model_sha = model.path, model.sha256
+    if not rows:
+        raise GenreError("the track has no segments: it was not featurized")
+    loaded = cached_model(model_path, model_sha)
+    params = FeatureParams.from_dict(loaded.feature_params)
+    by_shard: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for _, _, row, path, sha in rows:
+        by_shard[(path, sha)].append(row)
+    mels: dict[tuple[str, int], Any] = {}
+    for (path, sha), shard_rows in by_shard.items():
+        with open_shard(Path(path), params=params, sha256=sha) as reader:
+            mels.update(zip(((path, r) for r in shard_rows), reader.read(shard_rows), strict=True))
+    import numpy as np
+
+    mel = np.stack([mels[(path, row)] for _, _, row, path, _ in rows])
+    probs = predict_segments(loaded.model, mel, device=resolve_device(settings.device))
+    out = []
+    for (index, start, *_), p in zip(rows, probs, strict=True):
+        order = np.argsort(-p)[:3]
+        top3 = [[loaded.classes[int(i)], round(float(p[i]), 4)] for i in order]
+        out.append(
+            {
+                "index": index,
+                "start_s": round(start, 2),
+                "genre": top3[0][0],
+                "probability": top3[0][1],
+                "top3": top3,
+            }
+        )
+    return out
+
+
+def track_details(settings: Settings, ref: str, *, segments: bool) -> dict[str, Any]:
+    with session_scope(settings) as session:
+        track = find_track(session, ref)
+        (labelled,) = labelled_tracks(session, TrackFilter(ids=(track.id,)))
+        detail = {
+            **labelled.to_dict(),
+            "codec": track.codec,
+            "sample_rate": track.sample_rate,
+            "channels": track.channels,
+            "size": track.size,
+            "content_hash": track.content_hash,
+            "added_at": track.added_at.isoformat(timespec="seconds"),
+            "playlists": [
+                p.name
+                for p in list_playlists(session)
+                if any(t.id == track.id for t in evaluate_playlist(session, p))
+            ],
+        }
+    detail["segments"], detail["segments_note"] = [], None
+    if segments and track.status == "ok":
+        try:
+            detail["segments"] = segment_predictions(settings, track.id)
+        except GenreError as exc:
+            detail["segments_note"] = str(exc)
+    return detail
+
+
+@click.command()
+@click.argument("track")
+@click.option("--no-segments", is_flag=True, help="Skip the per-segment predictions (faster).")
+@json_option
+@pass_context
+def show(obj: Context, track: str, no_segments: bool, as_json: bool) -> None:
+    """Everything about one TRACK (an id, a path, or the end of a path): tags, your label,
+    the model's label with its top 3, and the model's answer for each 6 s segment.
+
+    \b
+    Examples:
+      genrectl show 42
+      genrectl show "~/Music/Miles Davis/So What.flac"
+      genrectl show "So What.flac" --json
+    """
+    settings = obj.ready_settings()
+    detail = track_details(settings, track, segments=not no_segments)
+    if as_json:
+        emit_json(detail)
+        return
+    _print_details(detail)
+
+
+def _pct(value: float | None) -> str:
+    return "" if value is None else f"{value:.0%}"
+
+
+def _print_details(detail: dict[str, Any]) -> None:
+    from cli.render import stdout, table
+
+    console = stdout()
+    keys = [
+        "id",
+        "path",
+        "status",
+        "error",
+        "artist",
+        "title",
+        "album",
+        "duration_s",
+        "codec",
+        "sample_rate",
+        "channels",
+        "genre_tag",
+    ]
+    facts = [[k, detail[k]] for k in keys if detail[k] is not None]
+    label = detail["genre"] or "not labelled"
+    if detail["label_source"] == "user":
+        label += f" (your label; model: {detail['model_genre'] or '-'})"
+    facts.append(["genre", label])
+    if detail["model_genre"] is not None:
+        facts.append(
+            ["model", f"{detail['model']}: {detail['model_genre']} ({_pct(detail['confidence'])})"]
+        )
+        facts.append(["top 3", ", ".join(f"{g} {_pct(p)}" for g, p in detail["top3"] or [])])
+    if detail["playlists"]:
+        facts.append(["playlists", ", ".join(detail["playlists"])])
+    console.print(table(["", ""], facts))
+    if detail["segments"]:
+        rows = [
+            [
+                s["index"],
+                f"{int(s['start_s']) // 60}:{int(s['start_s']) % 60:02d}",
+                s["genre"],
+                _pct(s["probability"]),
+                bar(s["probability"], 1.0, width=20),
+                ", ".join(f"{g} {_pct(p)}" for g, p in s["top3"][1:]),
+            ]
+            for s in detail["segments"]
+        ]
+        console.print(
+            table(["segment", "start", "genre", "p", "", "then"], rows, title="segments (6 s each)")
+        )
+    elif detail["segments_note"]:
+        click.echo(f"segments: {detail['segments_note']}")

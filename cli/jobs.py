@@ -1,0 +1,208 @@
+"""``genrectl jobs list|show|retry|cancel`` and ``genrectl reconcile``: batches as operations."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from cli.app import Context, emit_json, json_option, pass_context
+from db.engine import session_scope
+from genrectl.errors import ConfigError
+from genrectl.settings import Settings
+from scheduler.batches import chunked
+
+STATUSES = ("running", "done", "cancelled")
+
+
+@click.group()
+def jobs() -> None:
+    """Batches of work (one per `genrectl ingest`) and their items."""
+
+
+@jobs.command("list")
+@click.option("--status", type=click.Choice(STATUSES), help="Only batches in this state.")
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
+@json_option
+@pass_context
+def jobs_list(obj: Context, status: str | None, limit: int, as_json: bool) -> None:
+    """The newest batches with their counters (counted from the database).
+
+    \b
+    Example:
+      genrectl jobs list --status running
+    """
+    from scheduler.jobs import list_batches
+
+    with session_scope(obj.ready_settings()) as session:
+        rows = list_batches(session, limit=limit, status=status)
+    if as_json:
+        emit_json(rows)
+        return
+    from cli.render import stdout, table
+
+    columns = ["id", "status", "total", "done", "failed", "queued", "cancelled", "created_at"]
+    stdout().print(table(columns, [[r[c] for c in columns] for r in rows], title="batches"))
+
+
+@jobs.command("show")
+@click.argument("batch_id", type=int)
+@json_option
+@pass_context
+def jobs_show(obj: Context, batch_id: int, as_json: bool) -> None:
+    """One batch: its counters, its failed items with reasons, its unfinished items.
+
+    \b
+    Example:
+      genrectl jobs show 12 --json | jq '.failed_items[].reason'
+    """
+    from scheduler.jobs import show_batch
+
+    with session_scope(obj.ready_settings()) as session:
+        report = show_batch(session, batch_id)
+    if as_json:
+        emit_json(report)
+        return
+    _print_batch(report)
+
+
+def _print_batch(report: dict[str, Any]) -> None:
+    echo = click.echo
+    echo(
+        f"Batch #{report['id']} ({report['status']}): {report['done']}/{report['total']} done, "
+        f"{report['failed']} failed, {report['queued']} queued, {report['cancelled']} cancelled"
+    )
+    echo(f"  started {report['created_at']}, finished {report['finished_at'] or '-'}")
+    for item in report["failed_items"]:
+        echo(f"  failed  {item['path']}: {item['reason']}")
+    for item in report["queued_items"]:
+        echo(f"  queued  {item['path']} ({item['attempts']} attempts so far)")
+
+
+@jobs.command("retry")
+@click.argument("batch_id", type=int)
+@click.option("--no-wait", is_flag=True, help="Enqueue and return (distributed mode).")
+@json_option
+@pass_context
+def jobs_retry(obj: Context, batch_id: int, no_wait: bool, as_json: bool) -> None:
+    """Queue the batch's failed items again (only those) and run them.
+
+    \b
+    Example:
+      genrectl jobs retry 12
+    """
+    from scheduler.jobs import reopen_failed
+
+    settings = obj.ready_settings()
+    _check_no_wait(settings, no_wait)
+    with session_scope(settings) as session:
+        track_ids = reopen_failed(session, batch_id)
+    result: dict[str, Any] = {"batch_id": batch_id, "retried": len(track_ids)}
+    if track_ids:
+        result.update(_featurize(obj, settings, batch_id, track_ids, no_wait, quiet=as_json))
+    if as_json:
+        emit_json(result)
+    elif not track_ids:
+        click.echo(f"Batch #{batch_id} has no failed items.")
+    else:
+        click.echo(f"Batch #{batch_id}: {len(track_ids)} failed items queued again.")
+
+
+def _check_no_wait(settings: Settings, no_wait: bool) -> None:
+    if no_wait and settings.embedded:
+        raise ConfigError("--no-wait needs distributed mode (GENRECTL_BROKER_URL)")
+
+
+def _featurize(
+    obj: Context,
+    settings: Settings,
+    batch_id: int,
+    track_ids: list[int],
+    no_wait: bool,
+    *,
+    quiet: bool,
+) -> dict[str, Any]:
+    from scheduler.runner import enqueue_featurize, run_featurize
+
+    chunks = list(chunked(track_ids, settings.chunk_size))
+    if no_wait:
+        return {"chunks": enqueue_featurize(settings, batch_id, chunks)}
+    from cli.render import batch_progress
+
+    with batch_progress("Featurizing", len(track_ids), quiet=obj.quiet or quiet) as bar:
+        counts = run_featurize(settings, batch_id, chunks, bar, _notify)
+    return {"done": counts.done, "failed": counts.failed}
+
+
+def _notify(message: str) -> None:
+    click.echo(f"warning: {message}", err=True)
+
+
+@jobs.command("cancel")
+@click.argument("batch_id", type=int)
+@json_option
+@pass_context
+def jobs_cancel(obj: Context, batch_id: int, as_json: bool) -> None:
+    """Cancel a batch: its queued items are marked cancelled and taken off the queue.
+
+    An item a worker is featurizing right now is not recorded.
+
+    \b
+    Example:
+      genrectl jobs cancel 12
+    """
+    from scheduler.jobs import cancel_queued
+
+    settings = obj.ready_settings()
+    with session_scope(settings) as session:
+        cancelled = cancel_queued(session, batch_id)
+    removed = 0
+    if not settings.embedded and cancelled:
+        from scheduler.cluster import remove_batch_messages
+
+        removed = remove_batch_messages(settings, batch_id)
+    if as_json:
+        emit_json({"batch_id": batch_id, "cancelled": cancelled, "messages_removed": removed})
+        return
+    click.echo(
+        f"Batch #{batch_id}: {cancelled} items cancelled"
+        + (f", {removed} queued messages removed." if removed else ".")
+    )
+
+
+@click.command()
+@click.option(
+    "--grace",
+    type=click.FloatRange(min=0),
+    default=120.0,
+    show_default=True,
+    help="Leave batches younger than this many seconds alone (their ingest may still be "
+    "enqueueing).",
+)
+@click.option("--no-label", is_flag=True, help="Do not send missing labels to inference.")
+@json_option
+@pass_context
+def reconcile(obj: Context, grace: float, no_label: bool, as_json: bool) -> None:
+    """Enqueue again the work the database says is unfinished.
+
+    Recovers messages lost to a Redis restart or flush, or held by a worker that died: every
+    item still queued in a running batch older than --grace is sent again, and every
+    featurized track the promoted model has not labelled goes to inference. Tasks are
+    idempotent, so work that was not lost after all is simply done once.
+
+    \b
+    Example:
+      genrectl reconcile --grace 0
+    """
+    from scheduler.reconcile import reconcile as run_reconcile
+
+    settings = obj.ready_settings()
+    report = run_reconcile(settings, grace_s=grace, label=not no_label).as_dict()
+    if as_json:
+        emit_json(report)
+        return
+    click.echo(
+        f"Reconciled: {report['requeued_items']} items of {len(report['requeued'])} batches "
+        f"enqueued again in {report['chunks']} chunks; {len(report['closed'])} finished "
+        f"batches closed; {report['labelling']} tracks sent to labelling."
+    )

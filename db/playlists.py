@@ -1,0 +1,364 @@
+"""Queries behind browsing, labels and playlists.
+
+A track's *label* is the user's own genre when there is one (``UserLabel``), else the
+promoted model's prediction. Every listing, playlist and count goes through
+``labelled_tracks`` so that the user's label wins everywhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Select, and_, case, func, select
+from sqlalchemy.orm import Session
+
+from db.models import Model, Playlist, Prediction, Track, TrackStatus, UserLabel, utcnow
+from db.registry import promoted_model
+from genrectl.errors import NotFoundError
+
+UNKNOWN = "unknown"  # the model's answer below the unknown threshold (worker.inference)
+ORDERS = ("confidence", "random", "title", "artist")
+USER, MODEL = "user", "model"
+
+
+@dataclass(frozen=True)
+class LabelledTrack:
+    """A track with its label. ``genre`` is the user's label if any, else the model's."""
+
+    id: int
+    path: str
+    status: str
+    error: str | None
+    duration_s: float | None
+    artist: str | None
+    title: str | None
+    album: str | None
+    genre_tag: str | None
+    genre: str | None
+    source: str | None  # "user", "model", or None when unlabelled
+    user_genre: str | None
+    model_genre: str | None
+    confidence: float | None  # the model's, even where the user's label wins
+    top3: list[list[Any]] | None
+    model: str | None
+
+    @property
+    def rank_confidence(self) -> float:
+        """For filters and ordering: the user's own label counts as certain."""
+        if self.source == USER:
+            return 1.0
+        return -1.0 if self.confidence is None else self.confidence
+
+    @property
+    def display_title(self) -> str:
+        return self.title or os.path.splitext(os.path.basename(self.path))[0]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "path": self.path,
+            "status": self.status,
+            "error": self.error,
+            "duration_s": None if self.duration_s is None else round(self.duration_s, 2),
+            "artist": self.artist,
+            "title": self.title,
+            "album": self.album,
+            "genre_tag": self.genre_tag,
+            "genre": self.genre,
+            "label_source": self.source,
+            "user_genre": self.user_genre,
+            "model_genre": self.model_genre,
+            "confidence": None if self.confidence is None else round(self.confidence, 4),
+            "top3": self.top3,
+            "model": self.model,
+        }
+
+
+@dataclass(frozen=True)
+class TrackFilter:
+    """Which tracks: ``genres`` (effective label), ``min_confidence`` (model labels only:
+    the user's labels always pass), ``unknown`` (the model could not decide and the user has
+    not labelled), ``statuses``, ``ids``."""
+
+    genres: Sequence[str] = ()
+    min_confidence: float | None = None
+    unknown: bool = False
+    statuses: Sequence[str] = ()
+    ids: Sequence[int] = ()
+
+
+def normalize_genre(genre: str) -> str:
+    """Genres compare lower-cased and trimmed, as model classes are."""
+    return " ".join(genre.split()).lower()
+
+
+def _labels_query(model: Model | None, rule: TrackFilter) -> Select[Any]:
+    model_id = -1 if model is None else model.id
+    genre = func.coalesce(UserLabel.genre, Prediction.genre)
+    query = (
+        select(
+            Track,
+            UserLabel.genre,
+            Prediction.genre,
+            Prediction.confidence,
+            Prediction.top3,
+        )
+        .outerjoin(UserLabel, UserLabel.track_id == Track.id)
+        .outerjoin(
+            Prediction, and_(Prediction.track_id == Track.id, Prediction.model_id == model_id)
+        )
+    )
+    if rule.ids:
+        query = query.where(Track.id.in_(list(rule.ids)))
+    if rule.statuses:
+        query = query.where(Track.status.in_(list(rule.statuses)))
+    if rule.genres:
+        query = query.where(genre.in_([normalize_genre(g) for g in rule.genres]))
+    if rule.unknown:
+        query = query.where(UserLabel.genre.is_(None), Prediction.genre == UNKNOWN)
+    if rule.min_confidence is not None:
+        confidence = case((UserLabel.genre.is_not(None), 1.0), else_=Prediction.confidence)
+        query = query.where(confidence >= rule.min_confidence)
+    return query.order_by(Track.path)
+
+
+def labelled_tracks(
+    session: Session, rule: TrackFilter = TrackFilter(), *, model: Model | None = None
+) -> list[LabelledTrack]:
+    """Tracks matching ``rule`` with their labels (``model``: default the promoted one)."""
+    model = model or promoted_model(session)
+    name = None if model is None else model.name
+    out = []
+    for track, user_genre, model_genre, confidence, top3 in session.execute(
+        _labels_query(model, rule)
+    ):
+        source = USER if user_genre else MODEL if model_genre else None
+        out.append(
+            LabelledTrack(
+                id=track.id,
+                path=track.path,
+                status=track.status,
+                error=track.error,
+                duration_s=track.duration_s,
+                artist=track.artist,
+                title=track.title,
+                album=track.album,
+                genre_tag=track.genre_tag,
+                genre=user_genre or model_genre,
+                source=source,
+                user_genre=user_genre,
+                model_genre=model_genre,
+                confidence=confidence,
+                top3=top3,
+                model=name if model_genre else None,
+            )
+        )
+    return out
+
+
+def _text_key(value: str | None) -> tuple[bool, str]:
+    return (value is None, (value or "").casefold())
+
+
+SORT_KEYS = {
+    "path": lambda t: t.path,
+    "artist": lambda t: (_text_key(t.artist), _text_key(t.album), t.display_title.casefold()),
+    "title": lambda t: (t.display_title.casefold(), _text_key(t.artist)),
+    "genre": lambda t: (_text_key(t.genre), -t.rank_confidence),
+    "confidence": lambda t: (-t.rank_confidence, t.path),
+}
+
+
+def _shuffle_key(seed: int, track: LabelledTrack) -> bytes:
+    # Each track's place depends only on the seed and itself: adding a track to the
+    # library does not reshuffle the rest of the playlist.
+    return hashlib.sha256(f"{seed}:{track.id}".encode()).digest()
+
+
+def order_tracks(
+    tracks: Iterable[LabelledTrack], order: str, *, seed: int | None = None
+) -> list[LabelledTrack]:
+    if order == "random":
+        return sorted(tracks, key=lambda t: _shuffle_key(seed or 0, t))
+    return sorted(tracks, key=SORT_KEYS[order])
+
+
+def cap_per_artist(tracks: Iterable[LabelledTrack], limit: int | None) -> list[LabelledTrack]:
+    """Keep at most ``limit`` tracks per artist, in order; tracks without artist are kept."""
+    if limit is None:
+        return list(tracks)
+    seen: Counter[str] = Counter()
+    kept = []
+    for track in tracks:
+        if track.artist:
+            key = track.artist.casefold()
+            seen[key] += 1
+            if seen[key] > limit:
+                continue
+        kept.append(track)
+    return kept
+
+
+def evaluate_playlist(
+    session: Session, playlist: Playlist, *, model: Model | None = None
+) -> list[LabelledTrack]:
+    """The tracks a playlist's rule selects now, in its order."""
+    rule = TrackFilter(
+        genres=playlist.genres,
+        min_confidence=playlist.min_confidence,
+        statuses=(TrackStatus.OK,),
+    )
+    ordered = order_tracks(
+        labelled_tracks(session, rule, model=model), playlist.order_by, seed=playlist.seed
+    )
+    capped = cap_per_artist(ordered, playlist.max_per_artist)
+    return capped if playlist.max_tracks is None else capped[: playlist.max_tracks]
+
+
+@dataclass(frozen=True)
+class PlaylistChange:
+    name: str
+    total: int
+    added: list[int] = field(default_factory=list)
+    removed: list[int] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "tracks": self.total,
+            "added": len(self.added),
+            "removed": len(self.removed),
+        }
+
+
+def find_playlist(session: Session, name: str) -> Playlist:
+    playlist = session.scalar(select(Playlist).where(Playlist.name == name))
+    if playlist is None:
+        raise NotFoundError(f"no playlist named {name!r}: run `genrectl playlist list`")
+    return playlist
+
+
+def list_playlists(session: Session) -> list[Playlist]:
+    return list(session.scalars(select(Playlist).order_by(Playlist.name)))
+
+
+def refresh_playlists(
+    session: Session, names: Sequence[str] = (), *, model: Model | None = None
+) -> list[PlaylistChange]:
+    """Record what each playlist (all, or those named) selects now, and what changed."""
+    playlists = [find_playlist(session, n) for n in names] if names else list_playlists(session)
+    model = model or promoted_model(session)
+    changes = []
+    for playlist in playlists:
+        now = [t.id for t in evaluate_playlist(session, playlist, model=model)]
+        before = set(playlist.track_ids or [])
+        changes.append(
+            PlaylistChange(
+                playlist.name,
+                len(now),
+                added=[t for t in now if t not in before],
+                removed=sorted(before - set(now)),
+            )
+        )
+        playlist.track_ids, playlist.refreshed_at = now, utcnow()
+    return changes
+
+
+def known_genres(session: Session) -> set[str]:
+    """Genres a label can have now: the promoted model's classes and the user's labels."""
+    model = promoted_model(session)
+    genres = set(session.scalars(select(UserLabel.genre).distinct()))
+    if model is not None:
+        genres |= {normalize_genre(c) for c in model.classes} | {UNKNOWN}
+    return genres
+
+
+def genre_counts(session: Session) -> dict[str, Any]:
+    """Featurized tracks per label, with how many of them carry the user's own label."""
+    tracks = labelled_tracks(session, TrackFilter(statuses=(TrackStatus.OK,)))
+    per_genre: dict[str, Counter[str]] = defaultdict(Counter)
+    for track in tracks:
+        if track.genre is not None:
+            per_genre[track.genre][track.source or ""] += 1
+    rows: list[dict[str, Any]] = [
+        {"genre": g, "tracks": sum(c.values()), "user_labelled": c[USER]}
+        for g, c in per_genre.items()
+    ]
+    rows.sort(key=lambda r: (r["genre"] == UNKNOWN, -r["tracks"], r["genre"]))
+    model = promoted_model(session)
+    return {
+        "model": None if model is None else model.name,
+        "total": len(tracks),
+        "unlabelled": sum(1 for t in tracks if t.genre is None),
+        "genres": rows,
+    }
+
+
+def user_labels(session: Session) -> dict[int, str]:
+    """track id -> the user's own genre (training data for ``train --from-library``)."""
+    return dict(session.execute(select(UserLabel.track_id, UserLabel.genre)).tuples().all())
+
+
+def set_user_label(session: Session, track: Track, genre: str | None) -> str | None:
+    """Record (or with None, remove) the user's label for ``track``; returns the old one."""
+    row = session.scalar(select(UserLabel).where(UserLabel.track_id == track.id))
+    old = None if row is None else row.genre
+    if genre is None:
+        if row is not None:
+            session.delete(row)
+    elif row is None:
+        session.add(UserLabel(track_id=track.id, genre=normalize_genre(genre)))
+    else:
+        row.genre, row.created_at = normalize_genre(genre), utcnow()
+    session.flush()
+    return old
+
+
+def find_track(session: Session, ref: str) -> Track:
+    """A track by id, by path, or by the unique end of its path (``Artist/song.mp3``)."""
+    if ref.isdigit() and (track := session.get(Track, int(ref))) is not None:
+        return track
+    absolute = os.path.abspath(os.path.expanduser(ref))
+    for candidate in (ref, absolute):
+        track = session.scalar(select(Track).where(Track.path == candidate))
+        if track is not None:
+            return track
+    tail = "/" + ref.lstrip("/")
+    matches = list(session.scalars(select(Track).where(Track.path.endswith(tail)).limit(6)))
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        listed = ", ".join(t.path for t in matches[:5])
+        raise NotFoundError(f"{ref!r} matches several tracks ({listed}): give the id or path")
+    raise NotFoundError(f"no track {ref!r} in the library: run `genrectl tracks list`")
+
+
+def model_genres(session: Session) -> dict[int, str]:
+    """track id -> the genre models gave it: the promoted model's, else the latest one's."""
+    promoted = promoted_model(session)
+    rows = session.execute(
+        select(Prediction.track_id, Prediction.genre, Prediction.model_id).order_by(
+            Prediction.created_at, Prediction.id
+        )
+    ).tuples()
+    latest: dict[int, str] = {}
+    chosen: dict[int, str] = {}
+    for track_id, genre, model_id in rows:
+        latest[track_id] = genre
+        if promoted is not None and model_id == promoted.id:
+            chosen[track_id] = genre
+    return {**latest, **chosen}
+
+
+def record_file_stamp(
+    session: Session, track_id: int, *, size: int, mtime_ns: int, content_hash: str
+) -> None:
+    """After genrectl rewrote a file's tags: the next ingest must see it as unchanged."""
+    track = session.get(Track, track_id)
+    if track is not None:
+        track.size, track.mtime_ns, track.content_hash = size, mtime_ns, content_hash

@@ -1,0 +1,197 @@
+"""What the broker knows: queue depths, messages in flight, live workers (distributed mode).
+
+Only the database says what work exists; Redis says what is waiting to be picked up. These
+helpers read Redis directly (kombu's Redis layout: one list per queue, a hash of unacked
+messages), so they answer in milliseconds and never consume anything.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+
+from genrectl.errors import GenreError
+from genrectl.settings import Settings, mask_url
+from scheduler.tasknames import CPU_QUEUE, FEATURIZE_CHUNK, GPU_QUEUE
+
+log = logging.getLogger(__name__)
+
+QUEUES = (CPU_QUEUE, GPU_QUEUE)
+# kombu keeps a message with priority p > 0 in the list "<queue>\x06\x16<p>".
+_PRIORITY_KEYS = ("", "\x06\x163", "\x06\x166", "\x06\x169")
+_UNACKED = "unacked"  # kombu's hash of delivered, not yet acknowledged messages
+PING_TIMEOUT_S = 1.0
+
+
+class BrokerUnavailable(GenreError):
+    """The broker (Redis) cannot be reached."""
+
+
+def broker_error(settings: Settings, exc: BaseException) -> BrokerUnavailable:
+    return BrokerUnavailable(
+        f"cannot reach the broker at {mask_url(settings.broker_url)}: {exc}; "
+        "is Redis running? (GENRECTL_BROKER_URL)"
+    )
+
+
+def _client(settings: Settings) -> redis.Redis:
+    if settings.broker_url is None:
+        raise GenreError("no broker configured: set GENRECTL_BROKER_URL=redis://host:6379/0")
+    return redis.Redis.from_url(settings.broker_url, socket_timeout=3, socket_connect_timeout=3)
+
+
+def queue_depths(settings: Settings) -> dict[str, int]:
+    """Messages waiting in each queue, plus ``in_flight``: delivered and not yet acked."""
+    try:
+        client = _client(settings)
+        depths = {q: sum(int(client.llen(q + suffix)) for suffix in _PRIORITY_KEYS) for q in QUEUES}
+        depths["in_flight"] = int(client.hlen(_UNACKED))
+    except redis.exceptions.RedisError as exc:
+        raise broker_error(settings, exc) from exc
+    return depths
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    name: str
+    queues: list[str] = field(default_factory=list)
+
+
+def live_workers(settings: Settings, *, timeout: float = PING_TIMEOUT_S) -> list[WorkerInfo]:
+    """Workers that answer a broadcast within ``timeout`` seconds, with the queues they consume."""
+    from scheduler.celery_app import create_app
+
+    try:
+        _client(settings).ping()  # fail fast: Celery's own client retries for a long while
+        replies = create_app(settings).control.inspect(timeout=timeout).active_queues() or {}
+    except (redis.exceptions.RedisError, OSError) as exc:
+        raise broker_error(settings, exc) from exc
+    workers = [
+        WorkerInfo(name, sorted(q["name"] for q in queues if "name" in q))
+        for name, queues in replies.items()
+    ]
+    return sorted(workers, key=lambda w: w.name)
+
+
+def _decode(raw: bytes | str) -> tuple[str, list[Any], dict[str, Any]] | None:
+    """(task name, args, kwargs) of a JSON task message; None for anything else."""
+    try:
+        envelope = json.loads(raw)
+        if envelope.get("content-type") != "application/json":
+            return None
+        body = envelope["body"]
+        if envelope.get("properties", {}).get("body_encoding") == "base64":
+            body = base64.b64decode(body)
+        args, kwargs, _embed = json.loads(body)
+        return str(envelope["headers"]["task"]), list(args), dict(kwargs)
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def _batch_of(decoded: tuple[str, list[Any], dict[str, Any]] | None) -> int | None:
+    if decoded is None or decoded[0] != FEATURIZE_CHUNK:
+        return None
+    _name, args, kwargs = decoded
+    batch_id = args[0] if args else kwargs.get("batch_id")
+    return batch_id if type(batch_id) is int else None
+
+
+def queued_messages(settings: Settings, queue: str) -> Iterator[tuple[str, list[Any]]]:
+    """(task name, args) of each JSON message waiting in ``queue``: for tests and tooling."""
+    client = _client(settings)
+    for suffix in _PRIORITY_KEYS:
+        for raw in client.lrange(queue + suffix, 0, -1):
+            decoded = _decode(raw)
+            if decoded is not None:
+                yield decoded[0], decoded[1]
+
+
+def remove_batch_messages(settings: Settings, batch_id: int) -> int:
+    """Take the batch's waiting featurize messages off the cpu queue; returns how many.
+
+    A message a worker already took is not affected; its jobs are marked in the database,
+    which the task checks before doing anything.
+    """
+    removed = 0
+    try:
+        client = _client(settings)
+        for key in (CPU_QUEUE + suffix for suffix in _PRIORITY_KEYS):
+            for raw in client.lrange(key, 0, -1):
+                if _batch_of(_decode(raw)) == batch_id:
+                    removed += int(client.lrem(key, 1, raw))  # type: ignore[arg-type]
+    except redis.exceptions.RedisError as exc:
+        raise broker_error(settings, exc) from exc
+    return removed
+
+
+@dataclass
+class WorkerWatch:
+    """Says so when a wait makes no progress and no live worker consumes ``queue``.
+
+    ``observe`` is called on every poll; it asks the workers only after ``stall_s`` without
+    progress, and at most every ``recheck_s``, so a healthy wait costs nothing.
+    """
+
+    settings: Settings
+    queue: str
+    notify: Callable[[str], None]
+    hint: str = ""
+    stall_s: float = 5.0
+    recheck_s: float = 30.0
+    _value: int = -1
+    _since: float = field(default_factory=time.monotonic)
+    _checked: float | None = None
+
+    def observe(self, finished: int) -> None:
+        now = time.monotonic()
+        if finished != self._value:
+            self._value, self._since = finished, now
+            return
+        if now - self._since < self.stall_s:
+            return
+        if self._checked is not None and now - self._checked < self.recheck_s:
+            return
+        self._checked = now
+        message = self._problem()
+        if message:
+            self.notify(message + (f" {self.hint}" if self.hint else ""))
+
+    def _problem(self) -> str | None:
+        try:
+            workers = live_workers(self.settings)
+        except BrokerUnavailable as exc:
+            return str(exc) + "."
+        if any(self.queue in w.queues for w in workers):
+            return None
+        return (
+            f"no live worker consumes the {self.queue!r} queue: start one with "
+            f"`genrectl worker --queues {self.queue}`."
+        )
+
+
+def cluster_report(settings: Settings) -> dict[str, Any]:
+    """Queue depths and live workers, for ``genrectl status``; never raises on a dead broker."""
+    report: dict[str, Any] = {
+        "broker": mask_url(settings.broker_url),
+        "queues": {},
+        "in_flight": None,
+        "workers": [],
+        "error": None,
+    }
+    try:
+        depths = queue_depths(settings)
+        report["in_flight"] = depths.pop("in_flight")
+        report["queues"] = depths
+        report["workers"] = [
+            {"name": w.name, "queues": w.queues} for w in live_workers(settings)
+        ]
+    except BrokerUnavailable as exc:
+        report["error"] = str(exc)
+    return report
