@@ -9,7 +9,10 @@ COPY db ./db
 COPY scheduler ./scheduler
 COPY worker ./worker
 RUN pip install .
-RUN useradd --create-home genrectl
+RUN useradd --create-home genrectl \
+ && mkdir -p /data /music && chown genrectl /data
+# A named volume mounted at /data starts with this ownership, so the workers can write shards.
 USER genrectl
+VOLUME ["/data"]
 ENTRYPOINT ["genrectl"]
 CMD ["--help"]

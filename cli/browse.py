@@ -79,15 +79,9 @@ def genres(obj: Context, as_json: bool) -> None:
         click.echo(NO_MODEL)
 
 
-def segment_predictions(settings: Settings, track_id: int) -> list[dict[str, Any]]:
-    """The promoted model's answer for each 6 s segment of a track, computed now from its
-    shard rows. Imports torch: only ``show`` pays for it."""
-    from worker.evaluation import predict_segments
-    from worker.features import FeatureParams
-    from worker.inference import cached_model
-    from worker.shards import open_shard
-    from worker.training import resolve_device
-
+def _segment_rows(settings: Settings, track_id: int) -> tuple[list[Any], str, str]:
+    """The track's segments (index, start_s, row, shard path, shard sha256) and the promoted
+    model's file and sha256; GenreError when they cannot go together."""
     with session_scope(settings) as session:
         model = promoted_model(session)
         track = session.get(Track, track_id)
@@ -104,11 +98,17 @@ def segment_predictions(settings: Settings, track_id: int) -> list[dict[str, Any
             .where(Segment.track_id == track_id)
             .order_by(Segment.index)
         ).all()
-        model_path, model_sha = model.path, model.sha256
-    if not rows:
-        raise GenreError("the track has no segments: it was not featurized")
-    loaded = cached_model(model_path, model_sha)
-    params = FeatureParams.from_dict(loaded.feature_params)
+        if not rows:
+            raise GenreError("the track has no segments: it was not featurized")
+        return list(rows), model.path, model.sha256
+
+
+def _read_mel(rows: list[Any], params: Any) -> Any:
+    """float32 [len(rows), n_mels, n_frames], in the order of ``rows``, one open per shard."""
+    import numpy as np
+
+    from worker.shards import open_shard
+
     by_shard: dict[tuple[str, str], list[int]] = defaultdict(list)
     for _, _, row, path, sha in rows:
         by_shard[(path, sha)].append(row)
@@ -116,14 +116,26 @@ def segment_predictions(settings: Settings, track_id: int) -> list[dict[str, Any
     for (path, sha), shard_rows in by_shard.items():
         with open_shard(Path(path), params=params, sha256=sha) as reader:
             mels.update(zip(((path, r) for r in shard_rows), reader.read(shard_rows), strict=True))
+    return np.stack([mels[(path, row)] for _, _, row, path, _ in rows])
+
+
+def segment_predictions(settings: Settings, track_id: int) -> list[dict[str, Any]]:
+    """The promoted model's answer for each 6 s segment of a track, computed now from its
+    shard rows. Imports torch: only ``show`` pays for it."""
     import numpy as np
 
-    mel = np.stack([mels[(path, row)] for _, _, row, path, _ in rows])
+    from worker.evaluation import predict_segments
+    from worker.features import FeatureParams
+    from worker.inference import cached_model
+    from worker.training import resolve_device
+
+    rows, model_path, model_sha = _segment_rows(settings, track_id)
+    loaded = cached_model(model_path, model_sha)
+    mel = _read_mel(rows, FeatureParams.from_dict(loaded.feature_params))
     probs = predict_segments(loaded.model, mel, device=resolve_device(settings.device))
     out = []
     for (index, start, *_), p in zip(rows, probs, strict=True):
-        order = np.argsort(-p)[:3]
-        top3 = [[loaded.classes[int(i)], round(float(p[i]), 4)] for i in order]
+        top3 = [[loaded.classes[int(i)], round(float(p[i]), 4)] for i in np.argsort(-p)[:3]]
         out.append(
             {
                 "index": index,
@@ -190,25 +202,24 @@ def _pct(value: float | None) -> str:
     return "" if value is None else f"{value:.0%}"
 
 
-def _print_details(detail: dict[str, Any]) -> None:
-    from cli.render import stdout, table
+FACT_KEYS = (
+    "id",
+    "path",
+    "status",
+    "error",
+    "artist",
+    "title",
+    "album",
+    "duration_s",
+    "codec",
+    "sample_rate",
+    "channels",
+    "genre_tag",
+)
 
-    console = stdout()
-    keys = [
-        "id",
-        "path",
-        "status",
-        "error",
-        "artist",
-        "title",
-        "album",
-        "duration_s",
-        "codec",
-        "sample_rate",
-        "channels",
-        "genre_tag",
-    ]
-    facts = [[k, detail[k]] for k in keys if detail[k] is not None]
+
+def _facts(detail: dict[str, Any]) -> list[list[Any]]:
+    facts = [[k, detail[k]] for k in FACT_KEYS if detail[k] is not None]
     label = detail["genre"] or "not labelled"
     if detail["label_source"] == "user":
         label += f" (your label; model: {detail['model_genre'] or '-'})"
@@ -220,21 +231,29 @@ def _print_details(detail: dict[str, Any]) -> None:
         facts.append(["top 3", ", ".join(f"{g} {_pct(p)}" for g, p in detail["top3"] or [])])
     if detail["playlists"]:
         facts.append(["playlists", ", ".join(detail["playlists"])])
-    console.print(table(["", ""], facts))
+    return facts
+
+
+def _segment_cells(segment: dict[str, Any]) -> list[Any]:
+    start = int(segment["start_s"])
+    return [
+        segment["index"],
+        f"{start // 60}:{start % 60:02d}",
+        segment["genre"],
+        _pct(segment["probability"]),
+        bar(segment["probability"], 1.0, width=20),
+        ", ".join(f"{g} {_pct(p)}" for g, p in segment["top3"][1:]),
+    ]
+
+
+def _print_details(detail: dict[str, Any]) -> None:
+    from cli.render import stdout, table
+
+    console = stdout()
+    console.print(table(["", ""], _facts(detail)))
     if detail["segments"]:
-        rows = [
-            [
-                s["index"],
-                f"{int(s['start_s']) // 60}:{int(s['start_s']) % 60:02d}",
-                s["genre"],
-                _pct(s["probability"]),
-                bar(s["probability"], 1.0, width=20),
-                ", ".join(f"{g} {_pct(p)}" for g, p in s["top3"][1:]),
-            ]
-            for s in detail["segments"]
-        ]
-        console.print(
-            table(["segment", "start", "genre", "p", "", "then"], rows, title="segments (6 s each)")
-        )
+        rows = [_segment_cells(s) for s in detail["segments"]]
+        columns = ["segment", "start", "genre", "p", "", "then"]
+        console.print(table(columns, rows, title="segments (6 s each)"))
     elif detail["segments_note"]:
         click.echo(f"segments: {detail['segments_note']}")

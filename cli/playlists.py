@@ -203,7 +203,7 @@ def track_row(position: int, track: LabelledTrack) -> list[Any]:
     return [position, track.id, track.artist, track.display_title, label, confidence, minutes]
 
 
-TRACK_COLUMNS = ["#", "id", "artist", "title", "genre", "confidence", "time"]
+TRACK_COLUMNS = ["#", "id", "artist", "title", "genre", "conf", "time"]
 
 
 @playlist.command("show")
@@ -279,7 +279,9 @@ def _directory(path: Path) -> Path:
 
 @playlist.command("export")
 @click.argument("name", required=False)
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="File.")
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="The .m3u8 to write."
+)
 @click.option(
     "--all",
     "all_dir",

@@ -51,7 +51,7 @@ def report_data(settings: Settings, *, lowest: int) -> dict[str, Any]:
         model = promoted_model(session)
         tracks = labelled_tracks(session, TrackFilter(statuses=(TrackStatus.OK,)))
         by_status = dict(
-            session.execute(select(Track.status, func.count()).group_by(Track.status)).tuples()
+            session.execute(select(Track.status, func.count()).group_by(Track.status)).all()
         )
         playlists = [(p.name, len(evaluate_playlist(session, p))) for p in list_playlists(session)]
         data = {"model": model_facts(model), "genres": genre_counts(session)}

@@ -25,7 +25,8 @@ h1 { margin: 0 0 4px; } h2 { margin-top: 36px; border-bottom: 2px solid #dde2ee;
 .card b { display: block; font-size: 26px; }
 table { border-collapse: collapse; background: #fff; width: 100%; margin: 12px 0; }
 th, td { padding: 6px 10px; border-bottom: 1px solid #e6e9f2; text-align: left; }
-th { background: #eef1f8; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
+th { background: #eef1f8; }
+.num { text-align: right; font-variant-numeric: tabular-nums; }
 img.chart { max-width: 100%; background: #fff; border-radius: 10px; }
 .note { background: #fff8e1; border-left: 4px solid #f0b400; padding: 8px 12px; }
 .path { color: #5b6478; font-size: 12px; word-break: break-all; }
@@ -46,7 +47,8 @@ def genre_chart(rows: Sequence[dict[str, Any]]) -> str:
     fig = Figure(figsize=(8, 0.6 + 0.32 * len(rows)), layout="constrained")
     ax = fig.add_subplot()
     names = [r["genre"] for r in rows][::-1]
-    ax.barh(names, [r["tracks"] for r in rows][::-1], color="#4c72b0")
+    colours = ["#a0a7b4" if name == "unknown" else "#4c72b0" for name in names]
+    ax.barh(names, [r["tracks"] for r in rows][::-1], color=colours)
     ax.set_xlabel("tracks")
     ax.grid(axis="x", alpha=0.3)
     return _png(fig)
@@ -102,12 +104,16 @@ def table(
     headers: Sequence[str], rows: Sequence[Sequence[Any]], *, numeric: frozenset[int] = frozenset()
 ) -> str:
     """An HTML table; every cell is escaped unless it is ``Raw``."""
-    head = "".join(f"<th>{escape(h)}</th>" for h in headers)
+    head = "".join(
+        f'<th class="num">{escape(h)}</th>' if i in numeric else f"<th>{escape(h)}</th>"
+        for i, h in enumerate(headers)
+    )
+    thead = f"<thead><tr>{head}</tr></thead>" if any(headers) else ""
     body = "".join(
         "<tr>" + "".join(_cell(v, i in numeric) for i, v in enumerate(row)) + "</tr>"
         for row in rows
     )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return f"<table>{thead}<tbody>{body}</tbody></table>"
 
 
 def pct(value: Any) -> str:

@@ -85,21 +85,28 @@ def _plan_one(
     return action
 
 
-def plan_tag_writes(
-    settings: Settings, options: dict[str, Any], on_progress: Callable[[int, int], None]
-) -> list[TagAction]:
-    """Read each labelled file's current tag and decide what to do with it."""
+def tracks_to_tag(
+    settings: Settings, genres: tuple[str, ...]
+) -> tuple[list[LabelledTrack], dict[int, tuple[int, int]]]:
+    """Featurized tracks (of ``genres``) with their labels, and each one's (size, mtime_ns)."""
     with session_scope(settings) as session:
         if promoted_model(session) is None:
             raise GenreError("no model is promoted: run `genrectl models list`")
-        rule = TrackFilter(genres=options["genres"], statuses=(TrackStatus.OK,))
-        found = labelled_tracks(session, rule)
+        found = labelled_tracks(session, TrackFilter(genres=genres, statuses=(TrackStatus.OK,)))
         stamps = {
             tid: (size, mtime)
-            for tid, size, mtime in session.execute(
-                select(Track.id, Track.size, Track.mtime_ns)
-            ).tuples()
+            for tid, size, mtime in session.execute(select(Track.id, Track.size, Track.mtime_ns))
         }
+    return found, stamps
+
+
+def plan_tag_writes(
+    found: list[LabelledTrack],
+    stamps: dict[int, tuple[int, int]],
+    options: dict[str, Any],
+    on_progress: Callable[[int, int], None],
+) -> list[TagAction]:
+    """Read each labelled file's current tag and decide what to do with it."""
     plan = []
     for done, track in enumerate(found, 1):
         plan.append(_plan_one(track, stamps[track.id], options["field"], options))
@@ -134,7 +141,12 @@ def apply_tag_writes(
 
 @click.group()
 def tags() -> None:
-    """Write genre labels into your files' own tags (only when asked)."""
+    """Write genre labels into your files' own tags (only when asked).
+
+    \b
+    Example:
+      genrectl tags write --dry-run
+    """
 
 
 @tags.command("write")
@@ -165,8 +177,9 @@ def write(obj: Context, **options: Any) -> None:
 
     settings = obj.ready_settings()
     quiet = obj.quiet or options["as_json"]
-    with count_progress("Reading tags", 0, quiet=quiet) as bar:
-        plan = plan_tag_writes(settings, options, bar)
+    found, stamps = tracks_to_tag(settings, options["genres"])
+    with count_progress("Reading tags", len(found), quiet=quiet) as bar:
+        plan = plan_tag_writes(found, stamps, options, bar)
     if not options["dry_run"]:
         writes = sum(1 for a in plan if a.action == "write")
         with count_progress("Writing tags", writes, quiet=quiet) as bar:

@@ -87,7 +87,7 @@ def _print_tracks(found: list[LabelledTrack], *, failed: bool) -> None:
         columns = ["id", "path", "status", "reason"]
         rows = [[t.id, t.path, t.status, t.error] for t in found]
     else:
-        columns = ["id", "artist", "title", "album", "genre", "confidence", "tag", "status"]
+        columns = ["id", "artist", "title", "album", "genre", "conf", "tag", "status"]
         rows = [
             [
                 t.id,

@@ -301,7 +301,7 @@ def genre_counts(session: Session) -> dict[str, Any]:
 
 def user_labels(session: Session) -> dict[int, str]:
     """track id -> the user's own genre (training data for ``train --from-library``)."""
-    return dict(session.execute(select(UserLabel.track_id, UserLabel.genre)).tuples().all())
+    return dict(session.execute(select(UserLabel.track_id, UserLabel.genre)).all())
 
 
 def set_user_label(session: Session, track: Track, genre: str | None) -> str | None:
@@ -345,7 +345,7 @@ def model_genres(session: Session) -> dict[int, str]:
         select(Prediction.track_id, Prediction.genre, Prediction.model_id).order_by(
             Prediction.created_at, Prediction.id
         )
-    ).tuples()
+    )
     latest: dict[int, str] = {}
     chosen: dict[int, str] = {}
     for track_id, genre, model_id in rows:

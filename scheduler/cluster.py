@@ -10,8 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -103,14 +102,16 @@ def _batch_of(decoded: tuple[str, list[Any], dict[str, Any]] | None) -> int | No
     return batch_id if type(batch_id) is int else None
 
 
-def queued_messages(settings: Settings, queue: str) -> Iterator[tuple[str, list[Any]]]:
-    """(task name, args) of each JSON message waiting in ``queue``: for tests and tooling."""
+def queued_messages(
+    settings: Settings, queue: str
+) -> Iterator[tuple[str, list[Any], dict[str, Any]]]:
+    """(task name, args, kwargs) of each JSON task message waiting in ``queue``."""
     client = _client(settings)
     for suffix in _PRIORITY_KEYS:
         for raw in client.lrange(queue + suffix, 0, -1):
             decoded = _decode(raw)
             if decoded is not None:
-                yield decoded[0], decoded[1]
+                yield decoded
 
 
 def remove_batch_messages(settings: Settings, batch_id: int) -> int:
@@ -129,51 +130,6 @@ def remove_batch_messages(settings: Settings, batch_id: int) -> int:
     except redis.exceptions.RedisError as exc:
         raise broker_error(settings, exc) from exc
     return removed
-
-
-@dataclass
-class WorkerWatch:
-    """Says so when a wait makes no progress and no live worker consumes ``queue``.
-
-    ``observe`` is called on every poll; it asks the workers only after ``stall_s`` without
-    progress, and at most every ``recheck_s``, so a healthy wait costs nothing.
-    """
-
-    settings: Settings
-    queue: str
-    notify: Callable[[str], None]
-    hint: str = ""
-    stall_s: float = 5.0
-    recheck_s: float = 30.0
-    _value: int = -1
-    _since: float = field(default_factory=time.monotonic)
-    _checked: float | None = None
-
-    def observe(self, finished: int) -> None:
-        now = time.monotonic()
-        if finished != self._value:
-            self._value, self._since = finished, now
-            return
-        if now - self._since < self.stall_s:
-            return
-        if self._checked is not None and now - self._checked < self.recheck_s:
-            return
-        self._checked = now
-        message = self._problem()
-        if message:
-            self.notify(message + (f" {self.hint}" if self.hint else ""))
-
-    def _problem(self) -> str | None:
-        try:
-            workers = live_workers(self.settings)
-        except BrokerUnavailable as exc:
-            return str(exc) + "."
-        if any(self.queue in w.queues for w in workers):
-            return None
-        return (
-            f"no live worker consumes the {self.queue!r} queue: start one with "
-            f"`genrectl worker --queues {self.queue}`."
-        )
 
 
 def cluster_report(settings: Settings) -> dict[str, Any]:

@@ -52,7 +52,6 @@ def plan_labelling(session: Session, model: Model, *, relabel: bool = False) -> 
             .where(Model.id != model.id)
             .order_by(Prediction.created_at)
         )
-        .tuples()
         .all()
     )
     return LabelPlan(model.id, dict(by_shard), previous)
@@ -93,18 +92,14 @@ def enqueue_labelling(settings: Settings, plan: LabelPlan) -> int:
 def _wait_for_labels(
     settings: Settings, plan: LabelPlan, on_progress: LabelProgress, notify: Callable[[str], None]
 ) -> None:
-    from sqlalchemy.exc import InterfaceError, OperationalError
-
-    from scheduler.cluster import WorkerWatch
+    from scheduler.follow import DatabasePoll, WorkerWatch
 
     wanted = [t for ids in plan.by_shard.values() for t in ids]
     watch = WorkerWatch(settings, GPU_QUEUE, notify, hint="Ctrl-C is safe: `genrectl reconcile`.")
+    database = DatabasePoll(notify)
     while True:
-        try:
-            done = _labelled(settings, plan.model_id, wanted)
-        except (OperationalError, InterfaceError) as exc:
-            notify(f"database unavailable, still waiting: {str(exc).splitlines()[0]}")
-        else:
+        done = database.read(lambda: _labelled(settings, plan.model_id, wanted))
+        if done is not None:
             on_progress(done, plan.n_tracks)
             if done >= plan.n_tracks:
                 return
@@ -130,7 +125,6 @@ def changed_genres(session: Session, plan: LabelPlan) -> int:
                 Prediction.model_id == plan.model_id
             )
         )
-        .tuples()
         .all()
     )
     return sum(

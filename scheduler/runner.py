@@ -107,18 +107,16 @@ def wait_for_batch(
     """Follow a batch in the database until every job has finished.
 
     Says so (through ``notify``) when nothing moves and no live worker consumes the cpu
-    queue, and rides out a database blip instead of dying on it.
+    queue, and rides out a database outage instead of dying on it.
     """
-    from scheduler.cluster import WorkerWatch
+    from scheduler.follow import DatabasePoll, WorkerWatch
 
-    watch = WorkerWatch(
-        settings,
-        CPU_QUEUE,
-        notify or log.warning,
-        hint=f"Batch #{batch_id} is saved: Ctrl-C is safe; `genrectl jobs show {batch_id}`.",
-    )
+    notify = notify or log.warning
+    hint = f"Batch #{batch_id} is saved: Ctrl-C is safe; `genrectl jobs show {batch_id}`."
+    watch = WorkerWatch(settings, CPU_QUEUE, notify, hint=hint)
+    database = DatabasePoll(notify)
     while True:
-        counts = _poll_counts(settings, batch_id, notify or log.warning)
+        counts = database.read(lambda: _count(settings, batch_id))
         if counts is not None:
             on_progress(counts)
             if counts.complete:
@@ -127,15 +125,9 @@ def wait_for_batch(
         time.sleep(POLL_S)
 
 
-def _poll_counts(settings: Settings, batch_id: int, notify: Notify) -> BatchCounts | None:
-    from sqlalchemy.exc import InterfaceError, OperationalError
-
-    try:
-        with session_scope(settings) as session:
-            return count_jobs(session, batch_id)
-    except (OperationalError, InterfaceError) as exc:
-        notify(f"database unavailable, still waiting: {str(exc).splitlines()[0]}")
-        return None
+def _count(settings: Settings, batch_id: int) -> BatchCounts:
+    with session_scope(settings) as session:
+        return count_jobs(session, batch_id)
 
 
 def _run_embedded(

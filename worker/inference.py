@@ -77,7 +77,7 @@ def infer_shard(
         query = select(Segment.row, Segment.track_id).where(Segment.shard_id == shard_id)
         if track_ids is not None:
             query = query.where(Segment.track_id.in_(track_ids))
-        rows = sorted(session.execute(query).tuples().all())
+        rows = sorted(session.execute(query).all())
         model_path, model_sha, shard_path, shard_sha = (
             model.path,
             model.sha256,

@@ -24,7 +24,12 @@ from worker.trainsets import FeatureStore, TrainingData, segment_set
 
 log = logging.getLogger(__name__)
 
-_ACCURACIES = ("track_accuracy", "segment_accuracy", "baseline_track_accuracy")
+_ACCURACIES = (
+    "track_accuracy",
+    "segment_accuracy",
+    "baseline_track_accuracy",
+    "baseline_segment_accuracy",
+)
 
 
 class TrainReporter:
@@ -124,6 +129,18 @@ def _mean_std(values: Sequence[float]) -> dict[str, float]:
     return {"mean": float(array.mean()), "std": std}
 
 
+def _fold_scores(fold: int, run: SplitRun) -> dict[str, Any]:
+    return {
+        "fold": fold,
+        "track_accuracy": run.test.track_accuracy,
+        "segment_accuracy": run.test.segment_accuracy,
+        "baseline_track_accuracy": run.baseline.track_accuracy,
+        "baseline_segment_accuracy": run.baseline.segment_accuracy,
+        "best_epoch": run.fit.best_epoch,
+        "sizes": run.sizes,
+    }
+
+
 def cross_validate(
     data: TrainingData,
     store: FeatureStore,
@@ -155,22 +172,11 @@ def cross_validate(
         )
         track_confusion += run.test.track_confusion
         segment_confusion += run.test.segment_confusion
-        per_fold.append(
-            {
-                "fold": i,
-                "track_accuracy": run.test.track_accuracy,
-                "segment_accuracy": run.test.segment_accuracy,
-                "baseline_track_accuracy": run.baseline.track_accuracy,
-                "baseline_segment_accuracy": run.baseline.segment_accuracy,
-                "best_epoch": run.fit.best_epoch,
-                "sizes": run.sizes,
-            }
-        )
-    metrics = (*_ACCURACIES, "baseline_segment_accuracy")
+        per_fold.append(_fold_scores(i, run))
     return {
         "folds": len(splits),
         "per_fold": per_fold,
-        **{m: _mean_std([f[m] for f in per_fold]) for m in metrics},
+        **{m: _mean_std([f[m] for f in per_fold]) for m in _ACCURACIES},
         "track_confusion": track_confusion.tolist(),
         "segment_confusion": segment_confusion.tolist(),
     }

@@ -54,8 +54,9 @@ def test_train_registers_a_model_and_a_second_run_decodes_nothing(
     assert shown["metrics"]["per_genre"]["noise"]["support"] == 1
 
 
-def test_train_prints_a_summary(genrectl: Invoke, labelled: Path) -> None:
-    out = genrectl("train", str(labelled), *TINY, "--name", "text", "--folds", "2").stdout
+def test_train_prints_a_summary(genrectl: Invoke, tmp_path: Path) -> None:
+    data = make_labelled_folder(tmp_path / "cv", genres=("noise", "tones"), per_genre=12)
+    out = genrectl("train", str(data), *TINY, "--name", "text", "--folds", "2").stdout
     assert "Registered model text" in out
     assert "MFCC+LR baseline" in out and "2-fold CV" in out and "±" in out
     assert "confusion.png" in out and "cv-confusion.png" in out
@@ -171,7 +172,8 @@ def test_reference_table_for_the_cnn(genrectl: Invoke, labelled: Path, tmp_path:
 
 @pytest.mark.slow
 def test_reference_table_all_six(genrectl: Invoke, labelled: Path, tmp_path: Path) -> None:
-    table = _reference_table(genrectl, labelled, tmp_path / "out")
+    small = make_labelled_folder(tmp_path / "small", genres=("noise", "tones"))
+    table = _reference_table(genrectl, small, tmp_path / "out")
     assert [(r["arch"], r["input_size"]) for r in table["rows"]] == [
         *[("cnn", "native")] * 3,
         *[("densenet121", "224")] * 3,
