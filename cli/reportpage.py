@@ -63,7 +63,7 @@ def confidence_chart(confidences: Sequence[float], threshold: float) -> str:
     ax.hist(confidences, bins=[i / 20 for i in range(21)], color="#55a868", edgecolor="white")
     ax.axvline(threshold, color="#c44e52", linestyle="--", label=f"unknown below {threshold:.0%}")
     ax.set_xlim(0, 1)
-    ax.set_xlabel("confidence of the track's label")
+    ax.set_xlabel("the model's confidence per track")
     ax.set_ylabel("tracks")
     ax.legend()
     return _png(fig)

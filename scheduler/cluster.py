@@ -30,13 +30,13 @@ PING_TIMEOUT_S = 1.0
 
 
 class BrokerUnavailable(GenreError):
-    """The broker (Redis) cannot be reached."""
+    """The broker (Redis) cannot be reached, or refuses messages (out of memory)."""
 
 
 def broker_error(settings: Settings, exc: BaseException) -> BrokerUnavailable:
     return BrokerUnavailable(
-        f"cannot reach the broker at {mask_url(settings.broker_url)}: {exc}; "
-        "is Redis running? (GENRECTL_BROKER_URL)"
+        f"the broker at {mask_url(settings.broker_url)} failed: {exc} "
+        "(is Redis running, and not out of memory? GENRECTL_BROKER_URL)"
     )
 
 

@@ -77,14 +77,23 @@ def enqueue_featurize(settings: Settings, batch_id: int, chunks: Sequence[list[i
     The batch is committed before this runs, so a message lost here (or later) is
     re-derived from the database by ``genrectl reconcile``.
     """
-    return send_tasks(
-        settings, FEATURIZE_CHUNK, [{"batch_id": batch_id, "track_ids": c} for c in chunks]
-    )
+    from scheduler.cluster import BrokerUnavailable
+
+    try:
+        return send_tasks(
+            settings, FEATURIZE_CHUNK, [{"batch_id": batch_id, "track_ids": c} for c in chunks]
+        )
+    except BrokerUnavailable as exc:
+        raise BrokerUnavailable(
+            f"{exc}. Batch #{batch_id} is saved: `genrectl reconcile` enqueues it once the "
+            "broker works."
+        ) from exc
 
 
 def send_tasks(settings: Settings, name: str, kwargs_list: Sequence[dict[str, Any]]) -> int:
     """Enqueue ``name`` once per kwargs dict. Results are not kept: the database is the truth."""
     import kombu.exceptions
+    import redis.exceptions
 
     from scheduler.celery_app import create_app
     from scheduler.cluster import broker_error
@@ -96,8 +105,8 @@ def send_tasks(settings: Settings, name: str, kwargs_list: Sequence[dict[str, An
                 app.send_task(
                     name, kwargs=kwargs, producer=producer, ignore_result=True, **ROUTES[name]
                 )
-    except kombu.exceptions.OperationalError as exc:
-        raise broker_error(settings, exc) from exc
+    except (kombu.exceptions.OperationalError, redis.exceptions.RedisError) as exc:
+        raise broker_error(settings, exc) from exc  # a refusal (out of memory) included
     return len(kwargs_list)
 
 

@@ -19,7 +19,7 @@ from db.engine import session_scope
 from db.models import Job, JobStatus, Segment, Shard, Track, TrackStatus, utcnow
 from genrectl.errors import DecodeError
 from genrectl.settings import Settings
-from scheduler.batches import refresh_batch
+from scheduler.batches import fail_queued_jobs, refresh_batch
 from worker.audio import AudioInfo, load_segments
 from worker.features import FeatureParams, mel_db
 from worker.shards import ShardInfo, file_sha256, write_shard
@@ -66,6 +66,41 @@ def featurize_chunk(settings: Settings, *, batch_id: int, track_ids: list[int]) 
     if shard is not None and not shard_used:
         shard.path.unlink(missing_ok=True)  # another delivery finished every track meanwhile
     return ChunkResult(done, failed, len(track_ids) - len(queued), kept)
+
+
+# A file on which a worker process died this many times fails alone (a decoder crash, say).
+MAX_ATTEMPTS = 3
+
+
+def featurize_redelivered(
+    settings: Settings, *, batch_id: int, track_ids: list[int]
+) -> ChunkResult:
+    """``featurize_chunk`` for a message given back by a worker that died on it.
+
+    One track per transaction, so a file that kills the process costs only itself; a track
+    already attempted MAX_ATTEMPTS times fails with a reason instead of being tried again, so
+    one file cannot crash workers forever.
+    """
+    with session_scope(settings) as session:
+        worn = _worn_out(session, batch_id, track_ids)
+        reason = f"a worker process died on this file {MAX_ATTEMPTS} times (decoder crash?)"
+        fail_queued_jobs(session, batch_id, worn, reason)
+    done, failed, skipped = 0, len(worn), 0
+    for track_id in (t for t in track_ids if t not in worn):
+        result = featurize_chunk(settings, batch_id=batch_id, track_ids=[track_id])
+        done, failed, skipped = done + result.done, failed + result.failed, skipped + result.skipped
+    return ChunkResult(done, failed, skipped, None)
+
+
+def _worn_out(session: Session, batch_id: int, track_ids: list[int]) -> list[int]:
+    query = select(Job.track_id).where(
+        Job.batch_id == batch_id,
+        Job.kind == "featurize",
+        Job.status == JobStatus.QUEUED,
+        Job.track_id.in_(track_ids),
+        Job.attempts >= MAX_ATTEMPTS,
+    )
+    return sorted(session.scalars(query))
 
 
 def _queued_tracks(session: Session, batch_id: int, track_ids: list[int]) -> list[tuple[int, str]]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from celery import shared_task
+from celery import Task, shared_task
 from celery.exceptions import Reject
 
 from genrectl.settings import Settings
@@ -32,14 +32,18 @@ def _id(name: str, value: Any) -> int:
     return value
 
 
-@shared_task(name=FEATURIZE_CHUNK, **RETRY_POLICY)
-def featurize_chunk_task(batch_id: int, track_ids: list[int]) -> dict[str, Any]:
-    from worker.featurize import featurize_chunk
+@shared_task(name=FEATURIZE_CHUNK, bind=True, **RETRY_POLICY)
+def featurize_chunk_task(task: Task, batch_id: int, track_ids: list[int]) -> dict[str, Any]:
+    from worker.featurize import featurize_chunk, featurize_redelivered
 
     batch_id, track_ids = _id("batch_id", batch_id), _ids("track_ids", track_ids)
     settings = Settings.from_env()
+    # A message given back by a dead worker may hold a file that kills the process: go
+    # carefully, one track at a time (see featurize_redelivered).
+    redelivered = bool((task.request.delivery_info or {}).get("redelivered"))
+    featurize = featurize_redelivered if redelivered else featurize_chunk
     try:
-        result = featurize_chunk(settings, batch_id=batch_id, track_ids=track_ids)
+        result = featurize(settings, batch_id=batch_id, track_ids=track_ids)
     except TRANSIENT_ERRORS:
         raise  # retried with backoff; if it never recovers, the jobs stay queued for reconcile
     except Exception as exc:

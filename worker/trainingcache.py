@@ -122,6 +122,7 @@ class TrainingCache:
         self.max_segments = max_segments
         self.min_seconds = min(min_seconds, params.segment_seconds)
         self.decoded = 0
+        self._verified: set[str] = set()  # shards whose checksum this object has checked
 
     def key(self, request: CacheRequest) -> str:
         return f"{request.sha256}/{request.pitch_steps:+d}/{self.max_segments}"
@@ -235,7 +236,10 @@ class TrainingCache:
         for name, wanted in by_shard.items():
             path, sha = self.directory / name, index["shards"][name]
             try:
-                reader = open_shard(path, params=self.params, sha256=sha)
+                # Shards never change once written: checking each once per run is enough.
+                checked = None if name in self._verified else sha
+                reader = open_shard(path, params=self.params, sha256=checked)
+                self._verified.add(name)
             except ShardError as exc:
                 raise ShardError(path, f"{exc.reason}; delete '{self.directory}'") from None
             with reader:

@@ -120,9 +120,6 @@ def test_show_computes_segment_predictions_with_the_promoted_model(
     assert "segments (6 s each)" in text and "0:12" in text
 
 
-# scheduler/labelling.py and worker/inference.py still call Result.tuples(), deprecated in
-# SQLAlchemy 2.1; remove this mark once they no longer do.
-@pytest.mark.filterwarnings("ignore:The Result.tuples:DeprecationWarning")
 def test_relabel_reports_how_many_tracks_changed_genre(
     genrectl: Invoke, tmp_path: Path, library: dict[str, int]
 ) -> None:

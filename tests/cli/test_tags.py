@@ -56,8 +56,6 @@ def test_dry_run_touches_no_file(genrectl: Invoke, tmp_path: Path, files: dict[s
     assert "would write genre in 4 files" in genrectl("tags", "write", "--dry-run").stdout
 
 
-# scheduler/labelling.py still calls Result.tuples() (deprecated in SQLAlchemy 2.1) on ingest.
-@pytest.mark.filterwarnings("ignore:The Result.tuples:DeprecationWarning")
 def test_write_changes_tags_but_not_audio_and_ingest_sees_no_change(
     genrectl: Invoke, tmp_path: Path, files: dict[str, Path]
 ) -> None:

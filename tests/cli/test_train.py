@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
+from click.testing import CliRunner
 
 from tests.cli.conftest import Invoke, json_of
 from tests.worker.test_trainjob import SR, _signal, make_labelled_folder
@@ -127,13 +129,16 @@ def test_train_from_library_uses_genre_tags(genrectl: Invoke, tmp_path: Path) ->
     (tmp_path / "home").mkdir(exist_ok=True)
     (tmp_path / "home" / "genre-map.json").write_text('{"krautrock": "rock"}')
     genrectl("ingest", str(music))
-    summary = json_of(genrectl("train", "--from-library", *TINY, "--name", "lib", "--json"))
+    args = ("train", "--from-library", *TINY, "--name", "lib", "--promote", "--json")
+    summary = json_of(genrectl(*args))
     data = summary["data"]
     assert data["source"] == "library" and data["without_usable_tag"] == 1
     assert data["rare_genres_dropped"] == {"polka": 1}
     assert data["tracks_per_genre"] == {"hiphop": 6, "rock": 6}
     assert summary["decoded_files"] == 0  # features come from the library's shards
     assert json_of(genrectl("models", "show", "lib", "--json"))["classes"] == ["hiphop", "rock"]
+    assert summary["labelling"] == {"model": "lib", "labelled": 14, "changed_genre": 0}
+    assert [m["promoted"] for m in json_of(genrectl("models", "list", "--json"))] == [True]
 
 
 def test_evaluate_scores_a_model_on_a_folder(
@@ -180,3 +185,56 @@ def test_reference_table_all_six(genrectl: Invoke, labelled: Path, tmp_path: Pat
     ]
     text = genrectl("experiment", "reference-table", str(labelled), *TINY, "--arch", "cnn").stdout
     assert "65.8%" in text and "reference" in text
+
+
+class _FakeResult:
+    id = "task-1"
+
+    def failed(self) -> bool:
+        return False
+
+
+class _FakeCelery:
+    """Stands in for the broker: checks the message is JSON, then runs it as a gpu worker would."""
+
+    def __init__(self, home: Path, *, run: bool) -> None:
+        self.home, self.run = home, run
+        self.sent: list[tuple[str, dict, str]] = []
+
+    def send_task(self, name: str, *, kwargs: dict, queue: str) -> _FakeResult:
+        from genrectl.settings import Settings
+        from scheduler.tasknames import resolve
+
+        message = json.loads(json.dumps(kwargs))  # only JSON crosses the broker
+        self.sent.append((name, message, queue))
+        if self.run:
+            resolve(name)(Settings.from_env({"GENRECTL_HOME": str(self.home)}), **message)
+        return _FakeResult()
+
+
+@pytest.mark.parametrize("wait", [True, False])
+def test_distributed_mode_enqueues_on_the_gpu_queue(
+    labelled: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, wait: bool
+) -> None:
+    import scheduler.celery_app
+    from cli.main import cli
+    from db.engine import dispose_engines
+
+    home = tmp_path / "home"
+    fake = _FakeCelery(home, run=wait)
+    monkeypatch.setattr(scheduler.celery_app, "create_app", lambda settings: fake)
+    env = {"GENRECTL_HOME": str(home), "GENRECTL_BROKER_URL": "redis://localhost:1/0"}
+    runner = CliRunner(env=env)
+    assert runner.invoke(cli, ["db", "upgrade"]).exit_code == 0
+    args = ["train", str(labelled), *TINY, "--name", "remote", "--json"]
+    result = runner.invoke(cli, args if wait else [*args, "--no-wait"], catch_exceptions=False)
+    dispose_engines()
+    assert result.exit_code == 0, result.output
+    [(name, message, queue)] = fake.sent
+    assert (name, queue) == ("genrectl.train", "gpu")
+    assert message["spec"]["name"] == "remote" and message["spec"]["config"]["epochs"] == 1
+    summary = json.loads(result.stdout)
+    if wait:
+        assert summary["name"] == "remote" and summary["track_accuracy"] is not None
+    else:
+        assert summary == {"name": "remote", "task_id": "task-1", "queued": True}

@@ -217,6 +217,28 @@ def _json(result: Result) -> Any:
 
 
 @contextmanager
-def timer() -> Iterator[Callable[[], float]]:
-    start = time.monotonic()
-    yield lambda: time.monotonic() - start
+def open_cluster(directory: Path, broker_url: str) -> Iterator[Cluster]:
+    """A cluster on ``broker_url`` with a fresh, migrated database and its files under
+    ``directory``; its workers are stopped and its database dropped on the way out."""
+    from db.engine import dispose_engines
+    from tests.services import create_database, drop_database
+
+    name, url = create_database()
+    logs = directory / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    env = {
+        "GENRECTL_HOME": str(directory / "home"),
+        "GENRECTL_DATA_DIR": str(directory / "data"),
+        "GENRECTL_DATABASE_URL": url,
+        "GENRECTL_BROKER_URL": broker_url,
+        "GENRECTL_CHUNK_SIZE": "2",
+        "GENRECTL_DEVICE": "cpu",
+    }
+    running = Cluster(env, logs, db_name=name)
+    try:
+        running.cli("db", "upgrade")
+        yield running
+    finally:
+        running.stop_workers()
+        dispose_engines()
+        drop_database(name)

@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from db.engine import dispose_engines
-from tests.scheduler.cluster import Cluster, RedisServer
-from tests.services import create_database, drop_database, require_postgres, require_redis
+from tests.scheduler.cluster import Cluster, RedisServer, open_cluster
+from tests.services import require_postgres, require_redis
 
 
 @pytest.fixture
@@ -27,22 +26,5 @@ def cluster(tmp_path: Path, redis_server: RedisServer) -> Iterator[Cluster]:
     """Settings for a cluster on ``redis_server`` and a fresh database, migrated; workers
     started with ``cluster.start_worker`` are stopped afterwards."""
     require_postgres()
-    name, url = create_database()
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    env = {
-        "GENRECTL_HOME": str(tmp_path / "home"),
-        "GENRECTL_DATA_DIR": str(tmp_path / "data"),
-        "GENRECTL_DATABASE_URL": url,
-        "GENRECTL_BROKER_URL": redis_server.url,
-        "GENRECTL_CHUNK_SIZE": "2",
-        "GENRECTL_DEVICE": "cpu",
-    }
-    running = Cluster(env, logs, db_name=name)
-    running.cli("db", "upgrade")
-    try:
+    with open_cluster(tmp_path, redis_server.url) as running:
         yield running
-    finally:
-        running.stop_workers()
-        dispose_engines()
-        drop_database(name)

@@ -116,3 +116,16 @@ def test_a_waiting_ingest_says_when_no_worker_is_live(cluster: Cluster, tmp_path
     finally:
         stop_process(process, grace=2.0)
     assert "genrectl worker --queues cpu" in text and "jobs show" in text
+
+
+def test_a_dead_broker_at_enqueue_leaves_the_batch_for_reconcile(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    from tests.scheduler.cluster import free_port
+
+    write_library(tmp_path / "music", 2, seconds=7.0)
+    cluster.env["GENRECTL_BROKER_URL"] = f"redis://127.0.0.1:{free_port()}/0"
+    result = cluster.cli("ingest", str(tmp_path / "music"), "--no-wait", expect=1)
+    assert "Batch #1 is saved: `genrectl reconcile`" in result.output
+    shown = json.loads(cluster.cli("jobs", "show", "1", "--json").stdout)
+    assert (shown["status"], shown["queued"]) == ("running", 2)

@@ -11,7 +11,7 @@ import soundfile as sf
 
 from db.engine import dispose_engines
 from db.migrate import upgrade
-from genrectl.errors import ConfigError
+from genrectl.errors import ConfigError, ShardError
 from genrectl.settings import Settings
 from worker import trainruns
 from worker.datasets import SegmentSet
@@ -139,6 +139,23 @@ def test_unusable_and_duplicate_files_are_dropped_and_remembered(
     assert store.cache.decoded == 0  # the failure is cached too
 
 
+def test_damaged_cache_is_refused_and_a_deleted_shard_recomputed(
+    settings: Settings, folder: Path
+) -> None:
+    from worker.trainsets import segment_set
+
+    data = folder_data(settings, folder, FeatureStore(settings, FeatureParams()))
+    [shard] = (settings.data_dir / "training-cache").rglob("shard-*.h5")
+    shard.write_bytes(shard.read_bytes() + b"x")
+    with pytest.raises(ShardError, match=r"checksum mismatch.*delete"):
+        segment_set(data, data.keys[:2], FeatureStore(settings, FeatureParams()))
+    shard.unlink()
+    store = FeatureStore(settings, FeatureParams())
+    again = folder_data(settings, folder, store)
+    assert store.cache.decoded == 18
+    assert len(segment_set(again, again.keys, store)[0]) == 18  # one segment per file
+
+
 class Recorder(TrainReporter):
     def __init__(self, stop_at: int | None = None) -> None:
         self.epochs: list[tuple[str, int]] = []
@@ -256,11 +273,14 @@ def test_segment_set_labels_tracks_by_position(settings: Settings, folder: Path)
 
 @pytest.mark.gtzan
 @pytest.mark.slow
-def test_gtzan_one_epoch(settings: Settings) -> None:
+def test_gtzan_three_epochs(settings: Settings) -> None:
     root = os.environ.get("GENRECTL_GTZAN_DIR")
     if not root:
         pytest.skip("set GENRECTL_GTZAN_DIR to a GTZAN folder (a folder per genre) to run")
-    spec = TrainSpec(name="gtzan", data=root, config=TrainConfig(epochs=1))
+    spec = TrainSpec(name="gtzan", data=root, config=TrainConfig(epochs=3))
     outcome = run_training(settings, spec)
     assert len(outcome.training["classes"]) == 10
+    sizes = outcome.training["split"]["sizes"]
+    n_tracks = sum(sizes[p]["tracks"] for p in ("train", "val", "test"))
+    assert sizes["test"]["tracks"] == pytest.approx(0.1 * n_tracks, abs=10)
     assert outcome.metrics["track_accuracy"] > 0.2  # chance is 0.1
