@@ -15,7 +15,8 @@ the time until the batch completes is printed beside the time the remaining work
 without a fault (remaining tracks / two-worker throughput): the difference is the cost.
 
 Results on this project's 2-core development VM (python-svc; Redis, PostgreSQL, the
-workers and the bench share the two cores), 2026-11-24, with
+workers and the bench share the two cores, and another benchmark held about one core
+throughout, so the speed-up is a floor), 2026-11-24, with
 `.venv/bin/python bench/bench_cluster.py --tracks 96 --seconds 30 --chunk 8`:
 
     96 tracks of 30 s, 8 tracks per task

@@ -145,7 +145,8 @@ def db_upgrade(obj: Context) -> None:
     "--concurrency",
     "-c",
     type=click.IntRange(min=1),
-    help="Processes: cpu default one per core; gpu default one per visible GPU (max).",
+    help="Pool processes. cpu: default one per core. gpu: default (and at most) one per "
+    "visible GPU.",
 )
 @click.option("--loglevel", default="INFO", show_default=True)
 @pass_context

@@ -52,24 +52,13 @@ def ingest(
       genrectl ingest ~/Music /mnt/nas/flac --json
       genrectl ingest /music --no-wait     # then: genrectl jobs show ID
     """
-    from cli.render import batch_progress, stderr
-    from worker.features import FeatureParams  # a light dataclass module: no torch at import
+    from cli.render import batch_progress
 
     settings = obj.ready_settings()
     if no_wait and settings.embedded:
         raise ConfigError("--no-wait needs distributed mode: set GENRECTL_BROKER_URL")
-    roots = [_root(p) for p in paths]
     started = time.monotonic()
-    with stderr().status("Scanning…", spinner="dots") if not obj.quiet else nullcontext():
-        found = scan(Path(r) for r in roots)
-    with session_scope(settings) as session:
-        plan = plan_ingest(
-            session,
-            found,
-            roots=roots,
-            feature_version=FeatureParams().version,
-            retry_failed=retry_failed,
-        )
+    found, plan = _scan_and_plan(obj, settings, [_root(p) for p in paths], retry_failed)
     chunks = list(chunked(plan.track_ids, settings.chunk_size))
     if no_wait:
         _enqueue_only(settings, plan, chunks, as_json=as_json)
@@ -88,6 +77,26 @@ def ingest(
         _print_report(report, quiet=obj.quiet)
     if strict and report["failed"]:
         sys.exit(EXIT_FAILURES)
+
+
+def _scan_and_plan(
+    obj: Context, settings: Settings, roots: list[str], retry_failed: bool
+) -> tuple[ScanResult, IngestPlan]:
+    """Scan the roots and commit the batch (its tracks and queued jobs) before any work."""
+    from cli.render import stderr
+    from worker.features import FeatureParams  # a light dataclass module: no torch at import
+
+    with stderr().status("Scanning…", spinner="dots") if not obj.quiet else nullcontext():
+        found = scan(Path(r) for r in roots)
+    with session_scope(settings) as session:
+        plan = plan_ingest(
+            session,
+            found,
+            roots=roots,
+            feature_version=FeatureParams().version,
+            retry_failed=retry_failed,
+        )
+    return found, plan
 
 
 def warn(message: str) -> None:

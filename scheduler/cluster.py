@@ -49,9 +49,9 @@ def _client(settings: Settings) -> redis.Redis:
 def queue_depths(settings: Settings) -> dict[str, int]:
     """Messages waiting in each queue, plus ``in_flight``: delivered and not yet acked."""
     try:
-        client = _client(settings)
-        depths = {q: sum(int(client.llen(q + suffix)) for suffix in _PRIORITY_KEYS) for q in QUEUES}
-        depths["in_flight"] = int(client.hlen(_UNACKED))
+        with _client(settings) as client:
+            depths = {q: sum(int(client.llen(q + s)) for s in _PRIORITY_KEYS) for q in QUEUES}
+            depths["in_flight"] = int(client.hlen(_UNACKED))
     except redis.exceptions.RedisError as exc:
         raise broker_error(settings, exc) from exc
     return depths
@@ -68,8 +68,10 @@ def live_workers(settings: Settings, *, timeout: float = PING_TIMEOUT_S) -> list
     from scheduler.celery_app import create_app
 
     try:
-        _client(settings).ping()  # fail fast: Celery's own client retries for a long while
-        replies = create_app(settings).control.inspect(timeout=timeout).active_queues() or {}
+        with _client(settings) as client:
+            client.ping()  # fail fast: Celery's own client retries for a long while
+        with create_app(settings) as app:
+            replies = app.control.inspect(timeout=timeout).active_queues() or {}
     except (redis.exceptions.RedisError, OSError) as exc:
         raise broker_error(settings, exc) from exc
     workers = [
@@ -106,12 +108,12 @@ def queued_messages(
     settings: Settings, queue: str
 ) -> Iterator[tuple[str, list[Any], dict[str, Any]]]:
     """(task name, args, kwargs) of each JSON task message waiting in ``queue``."""
-    client = _client(settings)
-    for suffix in _PRIORITY_KEYS:
-        for raw in client.lrange(queue + suffix, 0, -1):
-            decoded = _decode(raw)
-            if decoded is not None:
-                yield decoded
+    with _client(settings) as client:
+        raws = [raw for suffix in _PRIORITY_KEYS for raw in client.lrange(queue + suffix, 0, -1)]
+    for raw in raws:
+        decoded = _decode(raw)
+        if decoded is not None:
+            yield decoded
 
 
 def remove_batch_messages(settings: Settings, batch_id: int) -> int:
@@ -122,11 +124,12 @@ def remove_batch_messages(settings: Settings, batch_id: int) -> int:
     """
     removed = 0
     try:
-        client = _client(settings)
-        for key in (CPU_QUEUE + suffix for suffix in _PRIORITY_KEYS):
-            for raw in client.lrange(key, 0, -1):
-                if _batch_of(_decode(raw)) == batch_id:
-                    removed += int(client.lrem(key, 1, raw))  # type: ignore[arg-type]
+        with _client(settings) as client:
+            for key in (CPU_QUEUE + suffix for suffix in _PRIORITY_KEYS):
+                for raw in client.lrange(key, 0, -1):
+                    if _batch_of(_decode(raw)) == batch_id:
+                        # LREM of the exact bytes: atomic, and a no-op if a worker took it.
+                        removed += int(client.lrem(key, 1, raw))
     except redis.exceptions.RedisError as exc:
         raise broker_error(settings, exc) from exc
     return removed

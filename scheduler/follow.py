@@ -15,7 +15,7 @@ from typing import TypeVar
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from genrectl.settings import Settings
-from scheduler.cluster import BrokerUnavailable, live_workers
+from scheduler.cluster import BrokerUnavailable, live_workers, queue_depths
 
 T = TypeVar("T")
 Notify = Callable[[str], None]
@@ -23,7 +23,8 @@ Notify = Callable[[str], None]
 
 @dataclass
 class WorkerWatch:
-    """Says so when a wait makes no progress and no live worker consumes ``queue``.
+    """Says so when a wait makes no progress and no live worker consumes ``queue``, or
+    when workers are live but no message is waiting or in flight (the work was lost).
 
     ``observe`` is called on every poll; it asks the workers only after ``stall_s`` without
     progress, and at most every ``recheck_s``, so a healthy wait costs nothing.
@@ -56,14 +57,20 @@ class WorkerWatch:
     def _problem(self) -> str | None:
         try:
             workers = live_workers(self.settings)
+            depths = queue_depths(self.settings)
         except BrokerUnavailable as exc:
             return str(exc) + "."
-        if any(self.queue in w.queues for w in workers):
-            return None
-        return (
-            f"no live worker consumes the {self.queue!r} queue: start one with "
-            f"`genrectl worker --queues {self.queue}`."
-        )
+        if not any(self.queue in w.queues for w in workers):
+            return (
+                f"no live worker consumes the {self.queue!r} queue: start one with "
+                f"`genrectl worker --queues {self.queue}`."
+            )
+        if depths[self.queue] == 0 and depths["in_flight"] == 0:
+            return (
+                f"nothing is waiting in or taken from the {self.queue!r} queue, yet the work is "
+                "unfinished: its messages were lost; `genrectl reconcile` sends them again."
+            )
+        return None
 
 
 @dataclass
