@@ -1,7 +1,7 @@
 """Choosing the model: k-fold accuracy and time per epoch of each architecture and input size.
 
     .venv/bin/python bench/bench_models.py [--gtzan DIR] [--folds 5] [--segments 5]
-        [--run ARCH:INPUT:EPOCHS[:aug] ...] [--lr 1e-3] [--batch-size 32] [--json PATH]
+        [--run ARCH:INPUT:EPOCHS[:aug][:specaug] ...] [--lr 1e-3] [--batch-size 32] [--json PATH]
 
 Featurizes a GTZAN-layout folder into memory (``--segments`` 6 s segments per track, and a
 pitch-shifted copy of every track when a run asks for ``aug``), makes ``--folds`` stratified
@@ -152,8 +152,10 @@ def run_fold(
 def run_config(
     spec: str, corpus: Corpus, folds: list[Split], args: argparse.Namespace
 ) -> RunResult:
-    """Train and test one ``ARCH:INPUT:EPOCHS[:aug]`` run on every fold."""
+    """Train and test one ``ARCH:INPUT:EPOCHS[:aug][:specaug]`` run on every fold (``aug``:
+    pitch-shifted copies of the training tracks; ``specaug``: SpecAugment masking)."""
     arch, input_size, epochs, *rest = spec.split(":")
+    options = set(rest)
     config = TrainConfig(
         arch=arch,
         input_size=input_size,
@@ -163,12 +165,13 @@ def run_config(
         weight_decay=args.weight_decay,
         seed=args.seed,
         device="cpu",
+        spec_augment="specaug" in options,
     )
     result = RunResult(name=spec, epochs=config.epochs)
     started = time.perf_counter()
     for i, split in enumerate(folds):
         seg, trk, best, wall, cpu = run_fold(
-            config, corpus, split, augment=rest == ["aug"], label=f"{spec} fold {i + 1}"
+            config, corpus, split, augment="aug" in options, label=f"{spec} fold {i + 1}"
         )
         result.segment_acc.append(seg)
         result.track_acc.append(trk)
@@ -236,7 +239,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     runs = args.run or list(DEFAULT_RUNS)
-    augment = any(spec.endswith(":aug") for spec in runs)
+    augment = any("aug" in spec.split(":")[3:] for spec in runs)
     corpus = featurize(args.gtzan, segments=args.segments, augment=augment, seed=args.seed)
     folds = kfold(corpus.keys, corpus.genres, k=args.folds, seed=args.seed)
     print(

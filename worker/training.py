@@ -49,6 +49,7 @@ class TrainConfig:
     ``lr_schedule``: ``"cosine"`` (to zero over ``epochs``) or ``"constant"``.
     ``standardise``: scale dB inputs by the training set's mean and std (kept in the model).
     ``pretrained``: local ImageNet densenet121 weights file, for ``arch="densenet121"``.
+    ``spec_augment``: mask random mel bands and frames of each training segment (SpecAugment).
     """
 
     arch: str = "cnn"
@@ -64,6 +65,7 @@ class TrainConfig:
     lr_schedule: str = "cosine"
     standardise: bool = True
     pretrained: str | None = None
+    spec_augment: bool = False
 
     def __post_init__(self) -> None:
         checks = [
@@ -201,19 +203,47 @@ def _batch_to(
     return (t.to(device, non_blocking=True) for t in batch)
 
 
+def _band_mask(n: int, batch: int, max_width: int) -> torch.Tensor:
+    """[batch, n] bool: one random run of 0..max_width positions per row."""
+    width = torch.randint(0, max_width + 1, (batch, 1))
+    start = (torch.rand(batch, 1) * (n - width + 1)).long()
+    position = torch.arange(n)[None, :]
+    return (position >= start) & (position < start + width)
+
+
+def spec_augment(
+    mel: torch.Tensor, *, masks: int = 2, max_bands: int = 12, max_frames: int = 20
+) -> torch.Tensor:
+    """SpecAugment's frequency and time masking (Park et al. 2019) for a batch of dB mel
+    ``[B, 1, n_mels, n_frames]``: ``masks`` runs of up to ``max_bands`` mel bands and as many
+    of up to ``max_frames`` frames per segment are set to that segment's mean. Uses torch's
+    global generator, which ``fit`` seeds per epoch, so a resumed run masks identically."""
+    out = mel.clone()
+    b, n_mels, n_frames = out.shape[0], out.shape[-2], out.shape[-1]
+    fill = out.mean(dim=(-2, -1), keepdim=True).expand_as(out)
+    for _ in range(masks):
+        bands = _band_mask(n_mels, b, max_bands).view(b, 1, n_mels, 1).to(out.device)
+        frames = _band_mask(n_frames, b, max_frames).view(b, 1, 1, n_frames).to(out.device)
+        out = torch.where(bands.expand_as(out) | frames.expand_as(out), fill, out)
+    return out
+
+
 def train_one_epoch(
     model: nn.Module,
     batches: DataLoader[tuple[torch.Tensor, torch.Tensor]],
     *,
     optimizer: torch.optim.Optimizer,
     device: torch.device,
+    augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[float, float]:
     """One pass over ``batches`` updating ``model``; returns (mean loss, accuracy) over the
-    segments seen, measured on the fly in training mode."""
+    segments seen, measured on the fly in training mode. ``augment`` maps each input batch."""
     model.train()
     loss_sum, correct, seen = 0.0, 0, 0
     for batch in batches:
         mel, labels = _batch_to(batch, device)
+        if augment is not None:
+            mel = augment(mel)
         with _autocast(device):
             logits = model(mel)
             loss = nn.functional.cross_entropy(logits.float(), labels)
@@ -342,7 +372,11 @@ def _run_epoch(
         num_workers=config.num_workers,
     )
     train_loss, train_acc = train_one_epoch(
-        run.model, batches, optimizer=run.optimizer, device=device
+        run.model,
+        batches,
+        optimizer=run.optimizer,
+        device=device,
+        augment=spec_augment if config.spec_augment else None,
     )
     val_loss, val_acc = evaluate(run.model, val, device=device, batch_size=2 * config.batch_size)
     if not math.isfinite(train_loss + val_loss):
