@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -189,13 +190,20 @@ def register_model_file(
 @models.command("export")
 @click.argument("name")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option(
+    "--metadata",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the registry row as JSON (how the bundled starter model is made).",
+)
 @pass_context
-def models_export(obj: Context, name: str, output: Path) -> None:
+def models_export(obj: Context, name: str, output: Path, metadata: Path | None) -> None:
     """Copy a registered model's file (checked against its sha256) to OUTPUT.
 
     \b
-    Example:
+    Examples:
       genrectl models export starter-cnn-gtzan-mini -o starter.pt
+      genrectl models export my-cnn -o genrectl/models/starter.pt \\
+          --metadata genrectl/models/starter.json
     """
     from worker.modelfile import file_sha256
 
@@ -204,9 +212,25 @@ def models_export(obj: Context, name: str, output: Path) -> None:
         ensure_starter(session, settings)
         model = find_model(session, name)
         path, sha = Path(model.path), model.sha256
+        row = {
+            key: getattr(model, key)
+            for key in (
+                "name",
+                "arch",
+                "input_size",
+                "classes",
+                "feature_version",
+                "feature_params",
+                "sha256",
+                "training",
+                "metrics",
+            )
+        }
     if not path.exists() or file_sha256(path) != sha:
         raise ModelError(f"model file '{path}' is missing or changed since it was registered")
     shutil.copyfile(path, output)
+    if metadata is not None:
+        metadata.write_text(json.dumps(row, indent=1, sort_keys=True, default=str) + "\n")
     click.echo(f"wrote {output} (sha256 {sha})")
 
 

@@ -189,6 +189,7 @@ def build_spec(settings: Settings, opts: dict[str, Any]) -> dict[str, Any]:
             "batch_size": opts["batch_size"],
             "lr": opts["lr"],
             "seed": opts["seed"],
+            "spec_augment": opts["spec_augment"],
             "pretrained": str(opts["pretrained"].resolve()) if opts["pretrained"] else None,
         },
         "augment": opts["augment"],
@@ -306,6 +307,12 @@ def _print_summary(summary: dict[str, Any]) -> None:
     default=False,
     show_default=True,
     help="Add one pitch-shifted copy of every training track (the reference's augmentation).",
+)
+@click.option(
+    "--spec-augment/--no-spec-augment",
+    default=False,
+    show_default=True,
+    help="Mask random mel bands and frames of training segments (SpecAugment).",
 )
 @click.option("--folds", type=click.IntRange(min=2), help="Also report K-fold cross-validation.")
 @click.option(
