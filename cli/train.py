@@ -183,8 +183,7 @@ def build_spec(settings: Settings, opts: dict[str, Any]) -> dict[str, Any]:
         "from_library": opts["from_library"],
         "config": {
             "arch": opts["arch"],
-            "input_size": opts["input_size"]
-            or ("224" if opts["arch"] == "densenet121" else "native"),
+            "input_size": opts["input_size"],
             "epochs": opts["epochs"],
             "batch_size": opts["batch_size"],
             "lr": opts["lr"],
@@ -296,7 +295,11 @@ def _print_summary(summary: dict[str, Any]) -> None:
 @click.option(
     "--input-size",
     type=click.Choice(["native", "224"]),
-    help="Network input: the mel as it is, or resized to 224x224 (default for densenet121).",
+    default="native",
+    show_default=True,
+    # Measured in bench/bench_models.py: 224x224 costs 13x more per DenseNet epoch on CPU
+    # with no better accuracy at equal epochs (BENCHMARKS.md), so native is the default.
+    help="Network input: the 90x130 mel as it is, or resized to 224x224 as the reference did.",
 )
 @click.option("--epochs", type=click.IntRange(min=1), default=30, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=2), default=32, show_default=True)
