@@ -11,7 +11,8 @@ test fold, at segment level and at track level (mean of segment probabilities). 
 logistic-regression baseline is scored on the same folds. Prints one table: mean ± std over
 folds, median and minimum wall seconds and median CPU seconds per epoch (train + validation),
 total wall time. The minimum is the figure to compare on a shared machine: other work only
-ever adds to an epoch's time.
+ever adds to an epoch's time. A second table times single training steps of each
+architecture (minimum of ``--step-repeats``) and the training epoch they imply.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from worker.datasets import (
 )
 from worker.evaluation import evaluate_model
 from worker.features import FeatureParams, mel_db
+from worker.models import build_model, to_device
 from worker.training import EpochStats, TrainConfig, fit
 
 PARAMS = FeatureParams()
@@ -222,6 +224,41 @@ def format_table(results: list[RunResult]) -> str:
     return "\n".join(lines)
 
 
+def step_seconds(arch: str, input_size: str, *, batch_size: int, repeats: int) -> float:
+    """Least wall seconds of one training step (forward, backward, AdamW) on a batch of
+    ``batch_size`` mel segments: the minimum over ``repeats`` steps after a warm-up one, since
+    other work on a shared machine only ever adds time."""
+    torch.manual_seed(0)
+    model = to_device(build_model(arch=arch, n_classes=10, input_size=input_size), "cpu")
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    mel = -80.0 * torch.rand(batch_size, 1, PARAMS.n_mels, PARAMS.n_frames)
+    labels = torch.randint(0, 10, (batch_size,))
+    model.train()
+    times = []
+    for _ in range(repeats + 1):
+        started = time.perf_counter()
+        loss = torch.nn.functional.cross_entropy(model(mel), labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        times.append(time.perf_counter() - started)
+    return min(times[1:])
+
+
+def format_step_table(runs: Sequence[str], corpus: Corpus, args: argparse.Namespace) -> str:
+    """Quiet-machine seconds per training step and the epoch (training part) they imply."""
+    n_train = round(len(corpus.data) * (1 - 1 / args.folds) * 0.9)
+    lines = [
+        f"{'arch:input':24} {'s/step':>7} {'est. s/epoch':>12}  (batch {args.batch_size}, "
+        f"{n_train} training segments, x2 with aug; min of {args.step_repeats} steps)"
+    ]
+    for arch_input in dict.fromkeys(":".join(spec.split(":")[:2]) for spec in runs):
+        arch, input_size = arch_input.split(":")
+        step = step_seconds(arch, input_size, batch_size=args.batch_size, repeats=args.step_repeats)
+        lines.append(f"{arch_input:24} {step:7.2f} {step * n_train / args.batch_size:12.1f}")
+    return "\n".join(lines)
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--gtzan", type=Path, default=Path("/work/shared/data/gtzan-mini"))
@@ -235,6 +272,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--fold-limit", type=int, help="train on the first N folds only (a quick timing run)"
     )
+    parser.add_argument("--step-repeats", type=int, default=8, help="training steps timed")
     parser.add_argument("--json", type=Path, help="also write every fold's numbers here")
     return parser.parse_args(argv)
 
@@ -256,6 +294,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         results.append(run_config(spec, corpus, folds, args))
         print(format_table(results), file=sys.stderr, flush=True)  # so far, if cut short
     print(format_table(results))
+    print()
+    print(format_step_table(runs, corpus, args))
     if args.json:
         args.json.write_text(json.dumps([r.__dict__ for r in results], indent=2, default=float))
 

@@ -49,7 +49,9 @@ def ensure_starter(session: Session, settings: Settings) -> Model | None:
     The starter's metadata sits beside it in ``starter.json``, so registering it needs no torch.
     """
     promoted = promoted_model(session)
-    if promoted is not None or session.scalar(select(Model.id).limit(1)) is not None:
+    if promoted is not None or not settings.starter_model:
+        return promoted
+    if session.scalar(select(Model.id).limit(1)) is not None:
         return promoted
     meta_file = STARTER_DIR / "starter.json"
     if not meta_file.exists():

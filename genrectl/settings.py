@@ -48,6 +48,17 @@ def _float(env: Mapping[str, str], name: str, default: float, *, lo: float, hi: 
     return value
 
 
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(ENV_PREFIX + name, "").strip().lower()
+    if raw == "":
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{ENV_PREFIX}{name}={raw!r} must be 1/0, true/false, yes/no or on/off")
+
+
 def parse_path_map(raw: str) -> tuple[tuple[str, str], ...]:
     """Parse ``/home/me/Music=/music;/mnt/a=/b`` into ((src, dst), ...)."""
     pairs: list[tuple[str, str]] = []
@@ -84,6 +95,7 @@ class Settings:
     path_map: tuple[tuple[str, str], ...] = ()
     device: str = "auto"
     unknown_threshold: float = 0.35
+    starter_model: bool = True
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @classmethod
@@ -107,6 +119,7 @@ class Settings:
             path_map=parse_path_map(env.get(ENV_PREFIX + "PATH_MAP", "")),
             device=device,
             unknown_threshold=_float(env, "UNKNOWN_THRESHOLD", 0.35, lo=0.0, hi=1.0),
+            starter_model=_bool(env, "STARTER_MODEL", True),
         )
         return replace(settings, **overrides) if overrides else settings
 

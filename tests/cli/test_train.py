@@ -128,7 +128,8 @@ def test_train_from_library_uses_genre_tags(genrectl: Invoke, tmp_path: Path) ->
     _tagged_flac(music / "polka.flac", genre="Polka", signal="tones", index=2)
     (tmp_path / "home").mkdir(exist_ok=True)
     (tmp_path / "home" / "genre-map.json").write_text('{"krautrock": "rock"}')
-    genrectl("ingest", str(music))
+    genrectl("ingest", str(music))  # labelled by the bundled starter model first
+    before = {t["path"]: t["genre"] for t in json_of(genrectl("tracks", "list", "--json"))}
     args = ("train", "--from-library", *TINY, "--name", "lib", "--promote", "--json")
     summary = json_of(genrectl(*args))
     data = summary["data"]
@@ -137,8 +138,12 @@ def test_train_from_library_uses_genre_tags(genrectl: Invoke, tmp_path: Path) ->
     assert data["tracks_per_genre"] == {"hiphop": 6, "rock": 6}
     assert summary["decoded_files"] == 0  # features come from the library's shards
     assert json_of(genrectl("models", "show", "lib", "--json"))["classes"] == ["hiphop", "rock"]
-    assert summary["labelling"] == {"model": "lib", "labelled": 14, "changed_genre": 0}
-    assert [m["promoted"] for m in json_of(genrectl("models", "list", "--json"))] == [True]
+    after = {t["path"]: t["genre"] for t in json_of(genrectl("tracks", "list", "--json"))}
+    assert set(after.values()) <= {"hiphop", "rock", "unknown"}
+    changed = sum(1 for path, genre in after.items() if before[path] != genre)
+    assert summary["labelling"] == {"model": "lib", "labelled": 14, "changed_genre": changed}
+    promoted = {m["name"]: m["promoted"] for m in json_of(genrectl("models", "list", "--json"))}
+    assert promoted == {"starter-densenet121-gtzan-mini": False, "lib": True}
 
 
 def test_evaluate_scores_a_model_on_a_folder(

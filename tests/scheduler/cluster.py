@@ -232,6 +232,8 @@ def open_cluster(directory: Path, broker_url: str) -> Iterator[Cluster]:
         "GENRECTL_DATABASE_URL": url,
         "GENRECTL_BROKER_URL": broker_url,
         "GENRECTL_CHUNK_SIZE": "2",
+        # No bundled starter model: these tests run no gpu worker to label with it.
+        "GENRECTL_STARTER_MODEL": "0",
         "GENRECTL_DEVICE": "cpu",
     }
     running = Cluster(env, logs, db_name=name)

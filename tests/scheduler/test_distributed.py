@@ -33,6 +33,8 @@ def cluster_env(tmp_path: Path) -> Iterator[dict[str, str]]:
         # A db number of its own so parallel runs never share queues; never flushed.
         "GENRECTL_BROKER_URL": f"redis://127.0.0.1:6379/{random.randint(1, 15)}",
         "GENRECTL_CHUNK_SIZE": "2",
+        # No bundled starter model: these tests run no gpu worker to label with it.
+        "GENRECTL_STARTER_MODEL": "0",
     }
     yield env
     dispose_engines()
