@@ -51,10 +51,14 @@ class ChunkResult:
     shard: str | None
 
 
-def featurize_chunk(settings: Settings, *, batch_id: int, track_ids: list[int]) -> ChunkResult:
+def featurize_chunk(
+    settings: Settings, *, batch_id: int, track_ids: list[int], count_attempt: bool = False
+) -> ChunkResult:
+    """Featurize the still-queued tracks of ``track_ids``. ``count_attempt`` adds one to each
+    job's ``attempts`` first (the redelivered path does, one track at a time)."""
     params = FeatureParams()
     with session_scope(settings) as session:
-        queued = _queued_tracks(session, batch_id, track_ids)
+        queued = _queued_tracks(session, batch_id, track_ids, count_attempt=count_attempt)
     outcomes = [_featurize_one(settings, tid, path, params) for tid, path in queued]
     shard = _write(settings, outcomes, params)
     # If this transaction fails the shard file stays behind unreferenced: a failed commit
@@ -77,9 +81,10 @@ def featurize_redelivered(
 ) -> ChunkResult:
     """``featurize_chunk`` for a message given back by a worker that died on it.
 
-    One track per transaction, so a file that kills the process costs only itself; a track
-    already attempted MAX_ATTEMPTS times fails with a reason instead of being tried again, so
-    one file cannot crash workers forever.
+    One track per transaction, so a file that kills the process costs only itself. Each such
+    try is counted in ``Job.attempts`` before the file is decoded; a track tried MAX_ATTEMPTS
+    times this way fails with a reason instead of being tried again, so one file cannot crash
+    workers forever.
     """
     with session_scope(settings) as session:
         worn = _worn_out(session, batch_id, track_ids)
@@ -87,7 +92,9 @@ def featurize_redelivered(
         fail_queued_jobs(session, batch_id, worn, reason)
     done, failed, skipped = 0, len(worn), 0
     for track_id in (t for t in track_ids if t not in worn):
-        result = featurize_chunk(settings, batch_id=batch_id, track_ids=[track_id])
+        result = featurize_chunk(
+            settings, batch_id=batch_id, track_ids=[track_id], count_attempt=True
+        )
         done, failed, skipped = done + result.done, failed + result.failed, skipped + result.skipped
     return ChunkResult(done, failed, skipped, None)
 
@@ -103,7 +110,9 @@ def _worn_out(session: Session, batch_id: int, track_ids: list[int]) -> list[int
     return sorted(session.scalars(query))
 
 
-def _queued_tracks(session: Session, batch_id: int, track_ids: list[int]) -> list[tuple[int, str]]:
+def _queued_tracks(
+    session: Session, batch_id: int, track_ids: list[int], *, count_attempt: bool
+) -> list[tuple[int, str]]:
     jobs = session.scalars(
         select(Job).where(
             Job.batch_id == batch_id,
@@ -112,7 +121,9 @@ def _queued_tracks(session: Session, batch_id: int, track_ids: list[int]) -> lis
             Job.status == JobStatus.QUEUED,
         )
     ).all()
-    for job in jobs:
+    # Only tries after a worker died count: a chunk cut short by a broker restart, a retry or
+    # a duplicate message from reconcile is not the file's fault.
+    for job in jobs if count_attempt else ():
         job.attempts += 1
     ids = [job.track_id for job in jobs]
     rows = session.execute(select(Track.id, Track.path).where(Track.id.in_(ids))).all()
