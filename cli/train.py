@@ -297,7 +297,7 @@ def _print_summary(summary: dict[str, Any]) -> None:
     type=click.Choice(["native", "224"]),
     default="native",
     show_default=True,
-    # Measured in bench/bench_models.py: 224x224 costs 13x more per DenseNet epoch on CPU
+    # Measured in bench/bench_models.py: 224x224 costs ~4.5x more per DenseNet step on CPU
     # with no better accuracy at equal epochs (BENCHMARKS.md), so native is the default.
     help="Network input: the 90x130 mel as it is, or resized to 224x224 as the reference did.",
 )
