@@ -28,6 +28,7 @@ from sqlalchemy import select
 
 from db.engine import session_scope
 from db.models import Segment, Shard, Track, TrackStatus
+from db.playlists import user_labels
 from genrectl.errors import ConfigError
 from genrectl.settings import Settings
 from worker.datasets import SegmentSet, augmentation_steps, discover_labelled_folder
@@ -252,9 +253,11 @@ def _finish(tracks: Sequence[TrainingTrack], description: dict[str, Any]) -> Tra
 
 
 def library_data(settings: Settings, params: FeatureParams) -> TrainingData:
-    """Library tracks whose genre tag maps to a class (see ``load_genre_map``)."""
+    """Library tracks with the user's own label (``genrectl label``), or else a genre tag that
+    maps to a class (see ``load_genre_map``). The user's label wins over the file's tag."""
     genre_map = load_genre_map(settings.home)
     with session_scope(settings) as session:
+        labels = user_labels(session)
         rows = session.execute(
             select(Track.id, Track.path, Track.content_hash, Track.genre_tag)
             .where(Track.status == TrackStatus.OK, Track.feature_version == params.version)
@@ -270,7 +273,7 @@ def library_data(settings: Settings, params: FeatureParams) -> TrainingData:
         where.setdefault(track_id, []).append((shard, sha, row))
     tagged, untagged = [], 0
     for track_id, path, content_hash, tag in rows:
-        genre = genre_of_tag(tag, genre_map)
+        genre = labels.get(track_id) or genre_of_tag(tag, genre_map)
         if genre is None or not content_hash or track_id not in where:
             untagged += 1
             continue
@@ -285,6 +288,7 @@ def library_data(settings: Settings, params: FeatureParams) -> TrainingData:
         "source": "library",
         "featurized_tracks": len(rows),
         "without_usable_tag": untagged,
+        "user_labels": sum(1 for track_id, *_ in rows if track_id in labels),
         "duplicates_dropped": len(duplicates),
         "rare_genres_dropped": {g: counts[g] for g in rare},
         "genre_map": str(settings.home / GENRE_MAP_FILE),

@@ -129,16 +129,18 @@ def test_train_from_library_uses_genre_tags(genrectl: Invoke, tmp_path: Path) ->
     (tmp_path / "home").mkdir(exist_ok=True)
     (tmp_path / "home" / "genre-map.json").write_text('{"krautrock": "rock"}')
     genrectl("ingest", str(music))  # labelled by the bundled starter model first
-    before = {t["path"]: t["genre"] for t in json_of(genrectl("tracks", "list", "--json"))}
+    genrectl("label", str(music / "untagged.flac"), "rock")  # the user's label is training data
+    before = {t["path"]: t["model_genre"] for t in json_of(genrectl("tracks", "list", "--json"))}
     args = ("train", "--from-library", *TINY, "--name", "lib", "--promote", "--json")
     summary = json_of(genrectl(*args))
     data = summary["data"]
-    assert data["source"] == "library" and data["without_usable_tag"] == 1
+    assert data["source"] == "library" and data["without_usable_tag"] == 0
+    assert data["user_labels"] == 1
     assert data["rare_genres_dropped"] == {"polka": 1}
-    assert data["tracks_per_genre"] == {"hiphop": 6, "rock": 6}
+    assert data["tracks_per_genre"] == {"hiphop": 6, "rock": 7}
     assert summary["decoded_files"] == 0  # features come from the library's shards
     assert json_of(genrectl("models", "show", "lib", "--json"))["classes"] == ["hiphop", "rock"]
-    after = {t["path"]: t["genre"] for t in json_of(genrectl("tracks", "list", "--json"))}
+    after = {t["path"]: t["model_genre"] for t in json_of(genrectl("tracks", "list", "--json"))}
     assert set(after.values()) <= {"hiphop", "rock", "unknown"}
     changed = sum(1 for path, genre in after.items() if before[path] != genre)
     assert summary["labelling"] == {"model": "lib", "labelled": 14, "changed_genre": changed}
