@@ -22,6 +22,7 @@ from torch import nn
 
 from genrectl.errors import ModelError
 from worker.models import MelClassifier, build_model
+from worker.shards import file_sha256
 
 FORMAT = "genrectl-model"
 FORMAT_VERSION = 1
@@ -41,15 +42,6 @@ class LoadedModel:
     training: dict[str, Any]
     sha256: str
     path: Path
-
-
-def file_sha256(path: Path) -> str:
-    """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _plain(value: Any, where: str) -> Any:

@@ -8,7 +8,6 @@ spectrograms ``[B, 1, n_mels, n_frames]`` (or ``[B, n_mels, n_frames]``) and ret
 
 from __future__ import annotations
 
-import hashlib
 import re
 from pathlib import Path
 from typing import Literal
@@ -19,6 +18,7 @@ import torchvision
 from torch import nn
 
 from genrectl.errors import ConfigError, ModelError
+from worker.shards import file_sha256
 
 Arch = Literal["cnn", "densenet121"]
 InputSize = Literal["native", "224"]
@@ -173,14 +173,6 @@ def _mel_input(model: nn.Module) -> MelInput:
     return model.input
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _read_imagenet_densenet121(path: Path) -> dict[str, torch.Tensor]:
     """Read a local torchvision densenet121 ImageNet state dict; nothing is downloaded.
 
@@ -191,7 +183,7 @@ def _read_imagenet_densenet121(path: Path) -> dict[str, torch.Tensor]:
         raise ModelError(f"pretrained weights '{path}' not found; pass a local file")
     named = _HUB_FILE_NAME.match(path.name)
     if named is not None:
-        actual = _sha256(path)
+        actual = file_sha256(path)
         if not actual.startswith(named.group(1)):
             raise ModelError(
                 f"pretrained weights '{path}' have sha256 {actual}, but their name says "
