@@ -177,11 +177,6 @@ class Cluster:
         result = self.cli("ingest", str(root), "--no-wait", "--json")
         return int(_json(result)["batch_id"])
 
-    def job_attempts(self, batch_id: int) -> int:
-        with session_scope(self.settings) as session:
-            total = session.scalar(select(func.sum(Job.attempts)).where(Job.batch_id == batch_id))
-        return int(total or 0)
-
     def queued(self, batch_id: int) -> int:
         with session_scope(self.settings) as session:
             n = session.scalar(

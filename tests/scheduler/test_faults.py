@@ -44,7 +44,6 @@ def test_kill_9_of_a_pool_process_is_redelivered(cluster: Cluster, tmp_path: Pat
     os.kill(int(children[0]), signal.SIGKILL)  # what a decoder crash or the OOM killer does
     cluster.wait_batch(batch_id, timeout=120)
     print(f"\nkill -9 of a pool process: batch complete {time.monotonic() - killed:.1f} s later")
-    assert cluster.job_attempts(batch_id) >= 1  # the killed chunk was redone track by track
     assert_nothing_lost_or_duplicated(cluster.settings, batch_id, N_TRACKS)
 
 
