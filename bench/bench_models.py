@@ -1,10 +1,12 @@
 """Choosing the model: k-fold accuracy and time per epoch of each architecture and input size.
 
     .venv/bin/python bench/bench_models.py [--gtzan DIR] [--folds 5] [--segments 5]
-        [--run ARCH:INPUT:EPOCHS[:aug][:specaug] ...] [--lr 1e-3] [--batch-size 32] [--json PATH]
+        [--run ARCH:INPUT:EPOCHS[:aug][:specaug][:hopS] ...] [--lr 1e-3] [--batch-size 32]
+        [--json PATH]
 
 Featurizes a GTZAN-layout folder into memory (``--segments`` 6 s segments per track, and a
-pitch-shifted copy of every track when a run asks for ``aug``), makes ``--folds`` stratified
+pitch-shifted copy of every track when a run asks for ``aug``, overlapping windows every S
+seconds when it asks for ``hopS``, e.g. ``hop1``), makes ``--folds`` stratified
 folds on tracks (test = the held-out fold, validation = 10 % of the rest), trains each run on
 every fold with ``worker.training.fit`` and scores the best-validation-loss weights on the
 test fold, at segment level and at track level (mean of segment probabilities). The MFCC +
@@ -33,6 +35,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from genrectl.settings import Settings
 from worker.audio import load_segments
 from worker.baseline import evaluate_baseline
 from worker.datasets import (
@@ -47,6 +50,7 @@ from worker.evaluation import evaluate_model
 from worker.features import FeatureParams, mel_db
 from worker.models import build_model, to_device
 from worker.training import EpochStats, TrainConfig, fit
+from worker.trainingcache import WINDOWS_PER_SEGMENT
 
 PARAMS = FeatureParams()
 DEFAULT_RUNS = (
@@ -69,6 +73,7 @@ class Corpus:
     data: SegmentSet
     augmented: SegmentSet | None
     seconds: float
+    windows: dict[float, SegmentSet] = field(default_factory=dict)
 
 
 @dataclass
@@ -83,22 +88,39 @@ class RunResult:
     seconds: float = 0.0
 
 
-def featurize(root: Path, *, segments: int, augment: bool, seed: int) -> Corpus:
-    """Decode and featurize every track of ``root`` (and a pitch-shifted copy if ``augment``)."""
+def _track_set(mel: np.ndarray, *, label: int, track_id: int) -> SegmentSet:
+    n = len(mel)
+    return SegmentSet(mel, np.full(n, label, dtype=np.int64), np.full(n, track_id, dtype=np.int64))
+
+
+def featurize(
+    root: Path, *, segments: int, windows: int, augment: bool, hops: Sequence[float], seed: int
+) -> Corpus:
+    """Decode and featurize every track of ``root`` (and a pitch-shifted copy if ``augment``;
+    overlapping windows every ``hop`` seconds for each of ``hops``, at most ``windows`` per
+    track)."""
     started = time.perf_counter()
     tracks = discover_labelled_folder(root)
     classes = sorted({t.genre for t in tracks})
     parts, shifted = [], []
+    cuts: dict[float, list[SegmentSet]] = {hop: [] for hop in hops}
     for track_id, track in enumerate(tracks):
+        owner = {"label": classes.index(track.genre), "track_id": track_id}
         audio = load_segments(track.path, params=PARAMS, max_segments=segments, min_seconds=3.0)
-        n = len(audio.audio)
-        labels = np.full(n, classes.index(track.genre), dtype=np.int64)
-        ids = np.full(n, track_id, dtype=np.int64)
-        parts.append(SegmentSet(mel_db(segments=audio.audio, params=PARAMS), labels, ids))
+        parts.append(_track_set(mel_db(segments=audio.audio, params=PARAMS), **owner))
         if augment:
             steps = augmentation_steps(track.key, seed=seed)
             moved = pitch_shift_segments(audio.audio, sr=PARAMS.sample_rate, n_steps=steps)
-            shifted.append(SegmentSet(mel_db(segments=moved, params=PARAMS), labels, ids))
+            shifted.append(_track_set(mel_db(segments=moved, params=PARAMS), **owner))
+        for hop, found in cuts.items():
+            cut = load_segments(
+                track.path,
+                params=PARAMS,
+                max_segments=windows,
+                min_seconds=3.0,
+                hop_seconds=hop,
+            )
+            found.append(_track_set(mel_db(segments=cut.audio, params=PARAMS), **owner))
     return Corpus(
         keys=[t.key for t in tracks],
         genres=[t.genre for t in tracks],
@@ -106,24 +128,34 @@ def featurize(root: Path, *, segments: int, augment: bool, seed: int) -> Corpus:
         data=SegmentSet.concatenate(parts),
         augmented=SegmentSet.concatenate(shifted) if augment else None,
         seconds=time.perf_counter() - started,
+        windows={hop: SegmentSet.concatenate(sets) for hop, sets in cuts.items()},
     )
 
 
-def fold_sets(corpus: Corpus, split: Split, *, augment: bool) -> tuple[SegmentSet, ...]:
-    """(train, val, test) segments of one fold; train gains the pitch-shifted copies if asked."""
+def fold_sets(
+    corpus: Corpus, split: Split, *, augment: bool, hop: float | None = None
+) -> tuple[SegmentSet, ...]:
+    """(train, val, test) segments of one fold; train gains the pitch-shifted copies if asked,
+    and is cut into overlapping windows every ``hop`` seconds if given."""
     index = {key: i for i, key in enumerate(corpus.keys)}
     train, val, test = ([index[k] for k in part] for part in (split.train, split.val, split.test))
-    train_set = corpus.data.of_tracks(train)
+    train_set = (corpus.data if hop is None else corpus.windows[hop]).of_tracks(train)
     if augment and corpus.augmented is not None:
         train_set = SegmentSet.concatenate([train_set, corpus.augmented.of_tracks(train)])
     return train_set, corpus.data.of_tracks(val), corpus.data.of_tracks(test)
 
 
 def run_fold(
-    config: TrainConfig, corpus: Corpus, split: Split, *, augment: bool, label: str
+    config: TrainConfig,
+    corpus: Corpus,
+    split: Split,
+    *,
+    augment: bool,
+    hop: float | None,
+    label: str,
 ) -> tuple[float, float, int, list[float], list[float]]:
     """Train on one fold; (segment acc, track acc, best epoch, wall s/epoch, cpu s/epoch)."""
-    train, val, test = fold_sets(corpus, split, augment=augment)
+    train, val, test = fold_sets(corpus, split, augment=augment, hop=hop)
     cpu_marks = [time.process_time()]
 
     def tick(stats: EpochStats) -> None:
@@ -154,10 +186,12 @@ def run_fold(
 def run_config(
     spec: str, corpus: Corpus, folds: list[Split], args: argparse.Namespace
 ) -> RunResult:
-    """Train and test one ``ARCH:INPUT:EPOCHS[:aug][:specaug]`` run on every fold (``aug``:
-    pitch-shifted copies of the training tracks; ``specaug``: SpecAugment masking)."""
+    """Train and test one ``ARCH:INPUT:EPOCHS[:aug][:specaug][:hopS]`` run on every fold
+    (``aug``: pitch-shifted copies of the training tracks; ``specaug``: SpecAugment masking;
+    ``hopS``: training windows every S seconds)."""
     arch, input_size, epochs, *rest = spec.split(":")
     options = set(rest)
+    hop = _hop(spec)
     config = TrainConfig(
         arch=arch,
         input_size=input_size,
@@ -173,7 +207,12 @@ def run_config(
     started = time.perf_counter()
     for i, split in enumerate(folds):
         seg, trk, best, wall, cpu = run_fold(
-            config, corpus, split, augment="aug" in options, label=f"{spec} fold {i + 1}"
+            config,
+            corpus,
+            split,
+            augment="aug" in options,
+            hop=hop,
+            label=f"{spec} fold {i + 1}",
         )
         result.segment_acc.append(seg)
         result.track_acc.append(trk)
@@ -182,6 +221,11 @@ def run_config(
         result.cpu_per_epoch += cpu
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _hop(spec: str) -> float | None:
+    hops = [float(o[3:]) for o in spec.split(":")[3:] if o.startswith("hop")]
+    return hops[0] if hops else None
 
 
 def run_baseline(corpus: Corpus, folds: list[Split]) -> RunResult:
@@ -264,6 +308,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--gtzan", type=Path, default=Path("/work/shared/data/gtzan-mini"))
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--segments", type=int, default=5)
+    parser.add_argument(
+        "--windows",
+        type=int,
+        default=WINDOWS_PER_SEGMENT * Settings.from_env().max_segments,
+        help="overlapping training windows per track at most (as the training cache)",
+    )
     parser.add_argument("--run", action="append", help=f"default: {' '.join(DEFAULT_RUNS)}")
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--batch-size", type=int, default=32)
@@ -281,7 +331,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     runs = args.run or list(DEFAULT_RUNS)
     augment = any("aug" in spec.split(":")[3:] for spec in runs)
-    corpus = featurize(args.gtzan, segments=args.segments, augment=augment, seed=args.seed)
+    hops = sorted({hop for spec in runs if (hop := _hop(spec)) is not None})
+    corpus = featurize(
+        args.gtzan,
+        segments=args.segments,
+        windows=args.windows,
+        augment=augment,
+        hops=hops,
+        seed=args.seed,
+    )
     folds = kfold(corpus.keys, corpus.genres, k=args.folds, seed=args.seed)[: args.fold_limit]
     print(
         f"{len(corpus.keys)} tracks, {len(corpus.data)} segments, {len(corpus.classes)} genres, "

@@ -197,6 +197,7 @@ def build_spec(settings: Settings, opts: dict[str, Any]) -> dict[str, Any]:
         "split_source": ", ".join(str(f) for f in files) if files else None,
         "segment_seconds": opts["segment_seconds"],
         "promote": opts["promote"],
+        "train_hop_seconds": opts["train_hop"],
     }
 
 
@@ -291,7 +292,13 @@ def _print_summary(summary: dict[str, Any]) -> None:
 @click.argument("data", required=False, type=click.Path(exists=True, path_type=Path))
 @click.option("--from-library", is_flag=True, help="Learn from library tracks with genre tags.")
 @click.option("--name", help="Registry name (default: <arch>-<data>-<date>).")
-@click.option("--arch", type=click.Choice(["cnn", "densenet121"]), default="cnn", show_default=True)
+@click.option(
+    "--arch",
+    type=click.Choice(["cnn", "gapcnn", "densenet121"]),
+    default="cnn",
+    show_default=True,
+    help="cnn: the reference's; gapcnn: a small CNN pooling over the whole spectrogram.",
+)
 @click.option(
     "--input-size",
     type=click.Choice(["native", "224"]),
@@ -316,6 +323,12 @@ def _print_summary(summary: dict[str, Any]) -> None:
     default=False,
     show_default=True,
     help="Mask random mel bands and frames of training segments (SpecAugment).",
+)
+@click.option(
+    "--train-hop",
+    type=click.FloatRange(min=0, max=6, min_open=True),
+    help="Cut training tracks into overlapping 6 s windows starting every this many seconds "
+    "(default: the 6 s grid). Validation, test and the library always use the grid.",
 )
 @click.option("--folds", type=click.IntRange(min=2), help="Also report K-fold cross-validation.")
 @click.option(

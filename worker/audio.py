@@ -282,13 +282,20 @@ def probe(path: Path) -> AudioInfo:
 
 
 def plan_segments(
-    *, duration_s: float, segment_seconds: float, max_segments: int, min_seconds: float
+    *,
+    duration_s: float,
+    segment_seconds: float,
+    max_segments: int,
+    min_seconds: float,
+    hop_seconds: float | None = None,
 ) -> list[float]:
     """Start times in seconds of the segments to use from a track of ``duration_s`` seconds.
 
     Returns [] when the track is shorter than ``min_seconds``; [0.0] when it is shorter than
-    one segment; else the full segments on the grid 0, segment_seconds, 2 * segment_seconds...
-    (remainder dropped), thinned to ``max_segments`` evenly spaced ones if there are more.
+    one segment; else the full segments on the grid 0, hop, 2 * hop... (``hop_seconds``,
+    default ``segment_seconds``: no overlap; a shorter hop gives overlapping windows, which
+    training uses to see more of each track), thinned to ``max_segments`` evenly spaced ones
+    if there are more.
     """
     if not math.isfinite(duration_s) or duration_s < 0:
         raise ValueError(f"duration_s={duration_s} must be a finite number >= 0")
@@ -298,16 +305,19 @@ def plan_segments(
         raise ValueError(f"max_segments={max_segments} must be at least 1")
     if not 0 < min_seconds <= segment_seconds:
         raise ValueError(f"min_seconds={min_seconds} must be in (0, {segment_seconds}]")
+    hop = segment_seconds if hop_seconds is None else hop_seconds
+    if not (math.isfinite(hop) and 0 < hop <= segment_seconds):
+        raise ValueError(f"hop_seconds={hop_seconds} must be in (0, {segment_seconds}]")
     if duration_s < min_seconds:
         return []
-    # The epsilon absorbs float error in durations computed as frames / rate.
-    n_full = math.floor(duration_s / segment_seconds + 1e-9)
-    if n_full == 0:
+    if duration_s < segment_seconds - 1e-9:
         return [0.0]
+    # The epsilon absorbs float error in durations computed as frames / rate.
+    n_full = math.floor((duration_s - segment_seconds) / hop + 1e-9) + 1
     indices: Sequence[int] = range(n_full)
     if n_full > max_segments:
         indices = np.rint(np.linspace(0, n_full - 1, max_segments)).astype(int).tolist()
-    return [i * segment_seconds for i in indices]
+    return [round(i * hop, 6) for i in indices]
 
 
 @functools.lru_cache(maxsize=16)
@@ -371,9 +381,15 @@ def _check_level(path: Path, audio: np.ndarray) -> None:
 
 
 def load_segments(
-    path: Path, *, params: FeatureParams, max_segments: int, min_seconds: float
+    path: Path,
+    *,
+    params: FeatureParams,
+    max_segments: int,
+    min_seconds: float,
+    hop_seconds: float | None = None,
 ) -> DecodedTrack:
-    """Decode the segments of ``path`` that the rules above select (see the module docstring).
+    """Decode the segments of ``path`` that the rules above select (see the module docstring;
+    ``hop_seconds`` shorter than a segment makes them overlap, see ``plan_segments``).
 
     Returns float32 mono audio [n, params.segment_samples] at params.sample_rate, 1 <= n <=
     max_segments. Raises UnusableAudioError when the track is shorter than ``min_seconds``
@@ -386,6 +402,7 @@ def load_segments(
             segment_seconds=params.segment_seconds,
             max_segments=max_segments,
             min_seconds=min_seconds,
+            hop_seconds=hop_seconds,
         )
         if not starts:
             shown = math.floor(info.duration_s * 10) / 10

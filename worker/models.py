@@ -20,9 +20,9 @@ from torch import nn
 from genrectl.errors import ConfigError, ModelError
 from worker.shards import file_sha256
 
-Arch = Literal["cnn", "densenet121"]
+Arch = Literal["cnn", "gapcnn", "densenet121"]
 InputSize = Literal["native", "224"]
-ARCHS: tuple[str, ...] = ("cnn", "densenet121")
+ARCHS: tuple[str, ...] = ("cnn", "gapcnn", "densenet121")
 INPUT_SIZES: tuple[str, ...] = ("native", "224")
 
 # Until training measures the real statistics: maps the usual [-80, 0] dB range to [-2, 2].
@@ -111,6 +111,37 @@ class _SimpleCNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))
+
+
+class _PooledCNN(nn.Module):
+    """A small fully convolutional classifier: 4 x [conv 3x3, batch norm, ReLU, max pool 2]
+    with ``width``, 2, 4 and 4 x ``width`` channels, then the mean and the maximum of each
+    channel over the whole map, dropout and one linear layer.
+
+    Pooling over time and frequency instead of flattening keeps the head at
+    ``8 * width * n_classes`` weights (the reference CNN's first dense layer alone has
+    ~300k), so on a few hundred segments it learns patterns rather than their positions.
+    Input ``[B, 1, H, W]`` with H, W >= 16, output logits ``[B, n_classes]``.
+    """
+
+    def __init__(self, *, n_classes: int, in_hw: tuple[int, int], width: int = 32) -> None:
+        super().__init__()
+        if min(in_hw) < 16:
+            raise ConfigError(f"input {in_hw[0]}x{in_hw[1]} is too small for gapcnn (min 16x16)")
+        channels = (width, 2 * width, 4 * width, 4 * width)
+        self.features = nn.Sequential(
+            *(
+                _ConvBlock(c_in, c_out, pool=2)
+                for c_in, c_out in zip((1, *channels[:-1]), channels, strict=True)
+            )
+        )
+        self.dropout = nn.Dropout(0.3)
+        self.classifier = nn.Linear(2 * channels[-1], n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        maps = self.features(x)
+        pooled = torch.cat([maps.mean(dim=(2, 3)), maps.amax(dim=(2, 3))], dim=1)
+        return self.classifier(self.dropout(pooled))
 
 
 class MelClassifier(nn.Module):
@@ -225,8 +256,10 @@ def build_model(
     """Build a genre classifier taking dB mel ``[B, 1, n_mels, n_frames]``, giving logits
     ``[B, n_classes]``.
 
-    ``arch`` is ``"cnn"`` or ``"densenet121"``; ``input_size`` ``"native"`` feeds the mel as
-    it is, ``"224"`` resizes it bilinearly to 224 x 224 as the reference did for DenseNet.
+    ``arch`` is ``"cnn"`` (the reference's), ``"gapcnn"`` (a small CNN pooling over the
+    whole map, see ``_PooledCNN``) or ``"densenet121"``; ``input_size`` ``"native"`` feeds
+    the mel as it is, ``"224"`` resizes it bilinearly to 224 x 224 as the reference did for
+    DenseNet.
     ``pretrained`` is a local torchvision densenet121 ImageNet state-dict file (densenet121
     only); its classifier is replaced by a fresh one for ``n_classes``.
     """
@@ -243,6 +276,9 @@ def build_model(
     backbone: nn.Module
     if arch == "cnn":
         backbone = _SimpleCNN(n_classes=n_classes, in_hw=in_hw)
+        mel_input = MelInput(channels=1, size=size)
+    elif arch == "gapcnn":
+        backbone = _PooledCNN(n_classes=n_classes, in_hw=in_hw)
         mel_input = MelInput(channels=1, size=size)
     else:
         backbone = _densenet121(n_classes=n_classes, pretrained=pretrained)

@@ -3,8 +3,9 @@
 A labelled folder is decoded once per feature version: its files' segments (and the pitch
 shifted copies that augmentation asks for) go into shards under
 ``<data_dir>/training-cache/<feature version>/`` and a JSON index maps each entry,
-``<file sha256>/<pitch steps>/<max segments>``, to its shard and rows. A second run over the
-same files decodes nothing. Files that cannot be used are remembered too, with their reason.
+``<file sha256>/<pitch steps>/<max segments>[/hop<seconds>]``, to its shard and rows (the
+hop names overlapping training windows). A second run over the same files decodes nothing.
+Files that cannot be used are remembered too, with their reason.
 
 The index is rewritten atomically (temporary file, rename) under an exclusive lock that is
 held while missing entries are computed, so two runs at once never decode the same file
@@ -41,14 +42,21 @@ FLUSH_TRACKS = 32
 Progress = Callable[[int, int], None]  # (done, total)
 
 
+# Overlapping training windows hold more segments per track than the grid: at most this many
+# times ``max_segments`` (a 30 s track cut every second gives 25 windows, all kept).
+WINDOWS_PER_SEGMENT = 2
+
+
 @dataclass(frozen=True)
 class CacheRequest:
     """Segments of the audio file ``path`` (whose bytes hash to ``sha256``), pitch shifted by
-    ``pitch_steps`` semitones (0: as recorded)."""
+    ``pitch_steps`` semitones (0: as recorded), on the 6 s grid or, with ``hop_seconds``,
+    overlapping windows starting every ``hop_seconds``."""
 
     sha256: str
     path: Path
     pitch_steps: int = 0
+    hop_seconds: float | None = None
 
 
 def _write_json(path: Path, value: Any) -> None:
@@ -125,7 +133,13 @@ class TrainingCache:
         self._verified: set[str] = set()  # shards whose checksum this object has checked
 
     def key(self, request: CacheRequest) -> str:
-        return f"{request.sha256}/{request.pitch_steps:+d}/{self.max_segments}"
+        grid = f"{request.sha256}/{request.pitch_steps:+d}/{self.max_segments}"
+        hop = request.hop_seconds
+        return grid if hop is None or hop == self.params.segment_seconds else f"{grid}/hop{hop:g}"
+
+    def _max_segments(self, request: CacheRequest) -> int:
+        overlapping = request.hop_seconds not in (None, self.params.segment_seconds)
+        return self.max_segments * (WINDOWS_PER_SEGMENT if overlapping else 1)
 
     def _index(self) -> dict[str, Any]:
         index = _read_json(
@@ -168,8 +182,9 @@ class TrainingCache:
         decoded = load_segments(
             request.path,
             params=self.params,
-            max_segments=self.max_segments,
+            max_segments=self._max_segments(request),
             min_seconds=self.min_seconds,
+            hop_seconds=request.hop_seconds,
         )
         audio = decoded.audio
         if request.pitch_steps:

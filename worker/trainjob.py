@@ -55,7 +55,9 @@ class TrainSpec:
     None with ``from_library``. ``split``: track keys of train/val/test (from split files,
     described by ``split_source``); None for a seeded 80/10/10 split. ``folds``: K for K-fold
     cross-validation as well. ``segment_seconds``: 6, the reference's segments (the
-    reference-table experiment also uses 30, whole GTZAN tracks).
+    reference-table experiment also uses 30, whole GTZAN tracks). ``train_hop_seconds``:
+    training tracks are cut into overlapping windows starting this often (None: the grid,
+    like validation, test and the library).
     """
 
     name: str
@@ -68,6 +70,7 @@ class TrainSpec:
     split_source: str | None = None
     segment_seconds: float = 6.0
     promote: bool = False
+    train_hop_seconds: float | None = None
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):
@@ -86,6 +89,9 @@ class TrainSpec:
                 f"segment_seconds={self.segment_seconds:g} is not supported yet: only 6, the "
                 "reference's segments and what the library's shards hold"
             )
+        hop = self.train_hop_seconds
+        if hop is not None and not 0 < hop <= self.segment_seconds:
+            raise ConfigError(f"train_hop_seconds={hop:g} must be in (0, {self.segment_seconds:g}]")
         if self.from_library and self.split is not None:
             raise ConfigError("split files name dataset tracks; they do not apply to the library")
 
@@ -271,13 +277,20 @@ def _train(
     reporter.stage("Reading the training data")
     data = load_data(settings, spec, store)
     checkpoints = settings.data_dir / "checkpoints" / spec.name
-    options: dict[str, Any] = {"config": config, "augment": spec.augment, "reporter": reporter}
+    options: dict[str, Any] = {
+        "config": config,
+        "augment": spec.augment,
+        "reporter": reporter,
+        "hop_seconds": spec.train_hop_seconds,
+    }
     cv = None
     if spec.folds:
         splits = kfold(data.keys, data.genres, k=spec.folds, seed=config.seed)
         cv = cross_validate(data, store, splits, checkpoints=checkpoints, **options)
     split, split_info = choose_split(spec, data)
-    fingerprint = run_fingerprint(data, split, augment=spec.augment, params=store.params)
+    fingerprint = run_fingerprint(
+        data, split, augment=spec.augment, params=store.params, hop_seconds=spec.train_hop_seconds
+    )
     final = checkpoints / f"final-{fingerprint}"
     run = train_on_split(data, store, split, checkpoint_dir=final, label="model", **options)
     split_info["sizes"] = run.sizes
@@ -297,6 +310,7 @@ def _publish(
         "data": data.description,
         "config": config.to_dict(),
         "augment": spec.augment,
+        "train_hop_seconds": spec.train_hop_seconds,
         "split": trained.split_info,
         "folds": spec.folds,
         "spec": spec.to_dict(),

@@ -60,16 +60,23 @@ class SplitRun:
 
 
 def run_fingerprint(
-    data: TrainingData, split: Split, *, augment: bool, params: FeatureParams
+    data: TrainingData,
+    split: Split,
+    *,
+    augment: bool,
+    params: FeatureParams,
+    hop_seconds: float | None = None,
 ) -> str:
     """12 hex characters naming a run's inputs, so a checkpoint is only resumed by the same
     run (the checkpoint itself checks the training config)."""
     sha = {t.key: t.sha256 for t in data.tracks}
-    canonical = {
+    canonical: dict[str, Any] = {
         "parts": [[(k, sha[k]) for k in part] for part in (split.train, split.val, split.test)],
         "augment": augment,
         "features": params.version,
     }
+    if hop_seconds is not None:  # absent otherwise, so older checkpoints keep their names
+        canonical["train_hop_seconds"] = hop_seconds
     return hashlib.sha256(json.dumps(canonical).encode()).hexdigest()[:12]
 
 
@@ -80,6 +87,7 @@ def _part(
     *,
     name: str,
     augment_seed: int | None = None,
+    hop_seconds: float | None = None,
 ) -> tuple[SegmentSet, dict[str, int]]:
     if not keys:
         raise ConfigError(
@@ -87,7 +95,7 @@ def _part(
             f"{len(data.classes)} genres, a genre has too few tracks for 10% of them to make "
             "one (10 per genre suffice for 80/10/10 and 5 folds); add tracks"
         )
-    return segment_set(data, keys, store, augment_seed=augment_seed)
+    return segment_set(data, keys, store, augment_seed=augment_seed, hop_seconds=hop_seconds)
 
 
 def train_on_split(
@@ -100,11 +108,19 @@ def train_on_split(
     checkpoint_dir: Path,
     label: str,
     reporter: TrainReporter,
+    hop_seconds: float | None = None,
 ) -> SplitRun:
-    """Fit on ``split.train`` (plus pitch-shifted copies with ``augment``), keep the epoch of
-    lowest loss on ``split.val``, score network and baseline on ``split.test``."""
+    """Fit on ``split.train`` (plus pitch-shifted copies with ``augment``; overlapping
+    windows every ``hop_seconds`` if given, else the 6 s grid), keep the epoch of lowest
+    loss on ``split.val``, score network and baseline on ``split.test``. Validation, test
+    and the baseline's training data are always the grid, as the library is labelled."""
     seed = config.seed if augment else None
-    train, n_train = _part(data, split.train, store, name="train", augment_seed=seed)
+    train, n_train = _part(
+        data, split.train, store, name="train", augment_seed=seed, hop_seconds=hop_seconds
+    )
+    grid_train = train
+    if hop_seconds is not None:
+        grid_train, _ = _part(data, split.train, store, name="train", augment_seed=seed)
     val, n_val = _part(data, split.val, store, name="validation")
     test, n_test = _part(data, split.test, store, name="test")
     classes = list(data.classes)
@@ -119,7 +135,7 @@ def train_on_split(
     )
     device = resolve_device(config.device)
     test_eval = evaluate_model(result.model, test, classes=classes, device=device)
-    baseline = evaluate_baseline(train, test, classes=classes)
+    baseline = evaluate_baseline(grid_train, test, classes=classes)
     return SplitRun(result, test_eval, baseline, {"train": n_train, "val": n_val, "test": n_test})
 
 
@@ -150,6 +166,7 @@ def cross_validate(
     augment: bool,
     checkpoints: Path,
     reporter: TrainReporter,
+    hop_seconds: float | None = None,
 ) -> dict[str, Any]:
     """One ``train_on_split`` per fold; per-fold and mean ± std (sample std) accuracies of
     the network and the baseline, and the confusion matrices summed over folds (every
@@ -159,7 +176,9 @@ def cross_validate(
     track_confusion = np.zeros((n, n), dtype=np.int64)
     segment_confusion = np.zeros((n, n), dtype=np.int64)
     for i, split in enumerate(splits, start=1):
-        fingerprint = run_fingerprint(data, split, augment=augment, params=store.params)
+        fingerprint = run_fingerprint(
+            data, split, augment=augment, params=store.params, hop_seconds=hop_seconds
+        )
         run = train_on_split(
             data,
             store,
@@ -169,6 +188,7 @@ def cross_validate(
             checkpoint_dir=checkpoints / f"fold-{i}-{fingerprint}",
             label=f"fold {i}/{len(splits)}",
             reporter=reporter,
+            hop_seconds=hop_seconds,
         )
         track_confusion += run.test.track_confusion
         segment_confusion += run.test.segment_confusion

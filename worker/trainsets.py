@@ -156,28 +156,35 @@ class FeatureStore:
         )
         self.progress = progress
 
-    def _request(self, track: TrainingTrack, steps: int) -> CacheRequest:
-        return CacheRequest(sha256=track.sha256, path=track.path, pitch_steps=steps)
+    def _request(self, track: TrainingTrack, steps: int, hop: float | None) -> CacheRequest:
+        return CacheRequest(track.sha256, track.path, pitch_steps=steps, hop_seconds=hop)
 
-    def prepare(self, wanted: Sequence[tuple[TrainingTrack, int]]) -> dict[str, str]:
-        """Featurize what is missing of ``(track, pitch steps)``; ``{track key: reason}`` of
-        those that cannot be used."""
-        todo = [(t, s) for t, s in wanted if s or not t.library_segments]
-        failed = self.cache.ensure([self._request(t, s) for t, s in todo], progress=self.progress)
-        return {
-            t.key: failed[k]
-            for t, s in todo
-            if (k := self.cache.key(self._request(t, s))) in failed
-        }
+    def _from_cache(self, track: TrainingTrack, steps: int, hop: float | None) -> bool:
+        # The library's shards hold its tracks as recorded, on the grid; the rest is decoded.
+        return bool(steps or hop is not None or not track.library_segments)
 
-    def mel(self, wanted: Sequence[tuple[TrainingTrack, int]]) -> list[np.ndarray | None]:
+    def prepare(
+        self, wanted: Sequence[tuple[TrainingTrack, int]], *, hop_seconds: float | None = None
+    ) -> dict[str, str]:
+        """Featurize what is missing of ``(track, pitch steps)`` (overlapping windows every
+        ``hop_seconds`` if given); ``{track key: reason}`` of those that cannot be used."""
+        todo = [
+            (t.key, self._request(t, s, hop_seconds))
+            for t, s in wanted
+            if self._from_cache(t, s, hop_seconds)
+        ]
+        failed = self.cache.ensure([r for _, r in todo], progress=self.progress)
+        return {key: failed[k] for key, r in todo if (k := self.cache.key(r)) in failed}
+
+    def mel(
+        self, wanted: Sequence[tuple[TrainingTrack, int]], *, hop_seconds: float | None = None
+    ) -> list[np.ndarray | None]:
         """float16 dB mel ``[n, n_mels, n_frames]`` per ``(track, pitch steps)``, None where
-        unusable. Call ``prepare`` first."""
+        unusable. Call ``prepare`` first, with the same ``hop_seconds``."""
         out: list[np.ndarray | None] = [None] * len(wanted)
-        cached = [i for i, (t, s) in enumerate(wanted) if s or not t.library_segments]
-        for i, mel in zip(
-            cached, self.cache.load([self._request(*wanted[i]) for i in cached]), strict=True
-        ):
+        cached = [i for i, (t, s) in enumerate(wanted) if self._from_cache(t, s, hop_seconds)]
+        requests = [self._request(*wanted[i], hop_seconds) for i in cached]
+        for i, mel in zip(cached, self.cache.load(requests), strict=True):
             out[i] = mel
         from_cache = set(cached)
         library = [i for i in range(len(wanted)) if i not in from_cache]
@@ -304,9 +311,12 @@ def segment_set(
     store: FeatureStore,
     *,
     augment_seed: int | None = None,
+    hop_seconds: float | None = None,
 ) -> tuple[SegmentSet, dict[str, int]]:
     """The segments of the tracks ``keys`` (plus, with ``augment_seed``, one pitch-shifted
-    copy of each, steps from ``augmentation_steps``) and counts of what went in."""
+    copy of each, steps from ``augmentation_steps``) and counts of what went in. With
+    ``hop_seconds`` the segments are overlapping windows starting every ``hop_seconds``
+    instead of the 6 s grid (more views of each training track)."""
     index = data.by_key()
     missing = [k for k in keys if k not in index]
     if missing:
@@ -314,8 +324,9 @@ def segment_set(
     wanted = [(data.tracks[index[k]], 0) for k in keys]
     if augment_seed is not None:
         wanted += [(t, augmentation_steps(t.key, seed=augment_seed)) for t, _ in list(wanted)]
-        store.prepare(wanted)
-    mels = store.mel(wanted)
+    if augment_seed is not None or hop_seconds is not None:
+        store.prepare(wanted, hop_seconds=hop_seconds)
+    mels = store.mel(wanted, hop_seconds=hop_seconds)
     label_of = {c: i for i, c in enumerate(data.classes)}
     parts = [
         (mel, label_of[t.genre], index[t.key])

@@ -231,8 +231,42 @@ def test_plan_segments_covers_a_long_track_end_to_end() -> None:
 
 
 @pytest.mark.parametrize(
+    ("duration", "hop", "expected"),
+    [
+        (5.0, 1.0, [0.0]),
+        (6.0, 1.0, [0.0]),
+        (13.0, 3.0, [0.0, 3.0, 6.0]),
+        (30.0, 6.0, [0.0, 6.0, 12.0, 18.0, 24.0]),
+        (30.0, 1.5, [i * 1.5 for i in range(17)]),
+        # 95 windows, thinned to 20 evenly spaced ones
+        (100.0, 1.0, [float(i) for i in np.rint(np.linspace(0, 94, 20))]),
+    ],
+)
+def test_plan_segments_with_a_shorter_hop_overlaps(
+    duration: float, hop: float, expected: list[float]
+) -> None:
+    planned = plan_segments(
+        duration_s=duration, segment_seconds=6.0, max_segments=20, min_seconds=3, hop_seconds=hop
+    )
+    assert planned == expected
+
+
+def test_overlapping_segments_are_the_same_audio_shifted(render_audio: RenderAudio) -> None:
+    path = render_audio("wav_pcm16", 13.0)
+    grid = load_segments(path, params=PARAMS, max_segments=20, min_seconds=3.0)
+    hop = load_segments(path, params=PARAMS, max_segments=20, min_seconds=3.0, hop_seconds=3.0)
+    assert hop.starts_s == [0.0, 3.0, 6.0]
+    half = SEGMENT // 2
+    np.testing.assert_allclose(hop.audio[0], grid.audio[0], atol=1e-6)
+    np.testing.assert_allclose(hop.audio[2], grid.audio[1], atol=1e-6)
+    np.testing.assert_allclose(hop.audio[1][:half], grid.audio[0][half:], atol=1e-4)
+
+
+@pytest.mark.parametrize(
     ("kwargs", "bad"),
     [
+        ({"hop_seconds": 0.0}, "hop_seconds=0.0"),
+        ({"hop_seconds": 7.0}, "hop_seconds=7.0"),
         ({"duration_s": float("nan")}, "duration_s=nan"),
         ({"duration_s": -1.0}, "duration_s=-1.0"),
         ({"max_segments": 0}, "max_segments=0"),

@@ -40,6 +40,20 @@ def test_densenet_native_forward_and_backward() -> None:
     assert first_conv.grad is not None and first_conv.grad.abs().sum() > 0
 
 
+def test_gapcnn_pools_any_length_into_a_small_head() -> None:
+    model = build_model(arch="gapcnn", n_classes=10)
+    assert model(_mel(2)).shape == (2, 10)
+    # Pooled over the whole map: other lengths work with the same weights.
+    assert model.eval()(-80.0 * torch.rand(1, 1, 90, 260)).shape == (1, 10)
+    logits = model.train()(_mel(4))
+    logits.sum().backward()
+    first_conv = model.backbone.features[0][0].weight
+    assert first_conv.grad is not None and first_conv.grad.abs().sum() > 0
+    assert sum(p.numel() for p in model.parameters()) < 300_000
+    with pytest.raises(ConfigError, match="too small for gapcnn"):
+        build_model(arch="gapcnn", n_classes=10, n_mels=8, n_frames=130)
+
+
 def test_normalisation_lives_in_the_state_dict() -> None:
     model = build_model(arch="cnn", n_classes=2)
     set_normalisation(model, mean=-33.0, std=12.5)

@@ -36,12 +36,13 @@ class Interrupted(Exception):
     pass
 
 
+@pytest.mark.parametrize("arch", ["cnn", "gapcnn"])
 def test_training_learns_to_tell_synthetic_genres_apart(
-    tmp_path: Path, train_set: SegmentSet, val_set: SegmentSet
+    tmp_path: Path, train_set: SegmentSet, val_set: SegmentSet, arch: str
 ) -> None:
     seen: list[EpochStats] = []
     result = fit(
-        config=FAST,
+        config=replace(FAST, arch=arch),
         train=train_set,
         val=val_set,
         classes=CLASSES,

@@ -167,14 +167,25 @@ class Recorder(TrainReporter):
             raise KeyboardInterrupt
 
 
-def _record_parts(monkeypatch: pytest.MonkeyPatch) -> list[tuple[set[str], int | None]]:
-    """Capture the tracks (and augmentation seed) of every segment set run_training builds."""
-    parts: list[tuple[set[str], int | None]] = []
+Part = tuple[set[str], int | None, float | None]
+
+
+def _record_parts(monkeypatch: pytest.MonkeyPatch) -> list[Part]:
+    """Capture the tracks, augmentation seed and window hop of every segment set
+    run_training builds."""
+    parts: list[Part] = []
     real = trainruns.segment_set
 
-    def spy(data: Any, keys: Any, store: Any, *, augment_seed: int | None = None) -> Any:
-        parts.append((set(keys), augment_seed))
-        return real(data, keys, store, augment_seed=augment_seed)
+    def spy(
+        data: Any,
+        keys: Any,
+        store: Any,
+        *,
+        augment_seed: int | None = None,
+        hop_seconds: float | None = None,
+    ) -> Any:
+        parts.append((set(keys), augment_seed, hop_seconds))
+        return real(data, keys, store, augment_seed=augment_seed, hop_seconds=hop_seconds)
 
     monkeypatch.setattr(trainruns, "segment_set", spy)
     return parts
@@ -186,7 +197,7 @@ def test_training_splits_by_track_without_leakage(
     parts = _record_parts(monkeypatch)
     spec = TrainSpec(name="leak-check", data=str(folder), config=FAST, augment=True)
     outcome = run_training(settings, spec)
-    (train, train_seed), (val, val_seed), (test, test_seed) = parts
+    (train, train_seed, _), (val, val_seed, _), (test, test_seed, _) = parts
     assert not train & val and not train & test and not val & test
     assert len(train | val | test) == 18
     assert (train_seed, val_seed, test_seed) == (3, None, None)  # augment the train part only
@@ -197,6 +208,28 @@ def test_training_splits_by_track_without_leakage(
     for name in ("confusion.png", "confusion-segments.png", "history.png"):
         assert (settings.model_dir / "leak-check" / name).read_bytes()[:4] == b"\x89PNG"
     assert not (settings.data_dir / "checkpoints" / "leak-check").exists()
+
+
+def test_overlapping_windows_are_for_the_training_part_only(
+    settings: Settings, folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    parts = _record_parts(monkeypatch)
+    spec = TrainSpec(name="hop", data=str(folder), config=FAST, train_hop_seconds=1.0)
+    outcome = run_training(settings, spec)
+    (train, _, hop), (grid_train, _, grid_hop), (val, _, val_hop), (test, _, test_hop) = parts
+    assert (hop, grid_hop, val_hop, test_hop) == (1.0, None, None, None)
+    assert train == grid_train and not train & val and not train & test
+    sizes = outcome.training["split"]["sizes"]
+    # 6.5 to 12.5 s tracks: 1 or 2 grid segments each, 1 to 7 one-second windows
+    assert sizes["train"]["segments"] > 2 * sizes["train"]["tracks"]
+    assert sizes["test"]["segments"] <= 2 * sizes["test"]["tracks"]
+    assert outcome.training["train_hop_seconds"] == 1.0
+    again = run_training(
+        settings, TrainSpec(name="hop-again", data=str(folder), config=FAST, train_hop_seconds=1.0)
+    )
+    assert again.decoded_files == 0  # the windows come from the training cache
+    with pytest.raises(ConfigError, match="train_hop_seconds=7"):
+        TrainSpec(name="x", data=str(folder), train_hop_seconds=7.0)
 
 
 def test_cross_validation_tests_every_track_once(
