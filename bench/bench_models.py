@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/bench_models.py [--gtzan DIR] [--folds 5] [--segments 5]
         [--run ARCH:INPUT:EPOCHS[:aug][:specaug][:hopS] ...] [--lr 1e-3] [--batch-size 32]
-        [--json PATH]
+        [--weight-decay 1e-4] [--lr-schedule cosine|onecycle|constant] [--json PATH]
 
 Featurizes a GTZAN-layout folder into memory (``--segments`` 6 s segments per track, and a
 pitch-shifted copy of every track when a run asks for ``aug``, overlapping windows every S
@@ -49,7 +49,7 @@ from worker.datasets import (
 from worker.evaluation import evaluate_model
 from worker.features import FeatureParams, mel_db
 from worker.models import build_model, to_device
-from worker.training import EpochStats, TrainConfig, fit
+from worker.training import LR_SCHEDULES, EpochStats, TrainConfig, fit
 from worker.trainingcache import WINDOWS_PER_SEGMENT
 
 PARAMS = FeatureParams()
@@ -199,6 +199,7 @@ def run_config(
         batch_size=args.batch_size,
         lr=args.lr,
         weight_decay=args.weight_decay,
+        lr_schedule=args.lr_schedule,
         seed=args.seed,
         device="cpu",
         spec_augment="specaug" in options,
@@ -318,6 +319,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--weight-decay", type=float, default=1e-4)
+    parser.add_argument("--lr-schedule", choices=LR_SCHEDULES, default="cosine")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--fold-limit", type=int, help="train on the first N folds only (a quick timing run)"

@@ -187,6 +187,8 @@ def build_spec(settings: Settings, opts: dict[str, Any]) -> dict[str, Any]:
             "epochs": opts["epochs"],
             "batch_size": opts["batch_size"],
             "lr": opts["lr"],
+            "weight_decay": opts["weight_decay"],
+            "lr_schedule": opts["lr_schedule"],
             "seed": opts["seed"],
             "spec_augment": opts["spec_augment"],
             "pretrained": str(opts["pretrained"].resolve()) if opts["pretrained"] else None,
@@ -295,7 +297,7 @@ def _print_summary(summary: dict[str, Any]) -> None:
 @click.option(
     "--arch",
     type=click.Choice(["cnn", "gapcnn", "densenet121"]),
-    default="cnn",
+    default="gapcnn",
     show_default=True,
     help="cnn: the reference's; gapcnn: a small CNN pooling over the whole spectrogram.",
 )
@@ -308,9 +310,29 @@ def _print_summary(summary: dict[str, Any]) -> None:
     # with no better accuracy at equal epochs (BENCHMARKS.md), so native is the default.
     help="Network input: the 90x130 mel as it is, or resized to 224x224 as the reference did.",
 )
-@click.option("--epochs", type=click.IntRange(min=1), default=30, show_default=True)
+@click.option("--epochs", type=click.IntRange(min=1), default=15, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=2), default=32, show_default=True)
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True)
+@click.option(
+    "--lr",
+    type=click.FloatRange(min=0, min_open=True),
+    default=2e-3,
+    show_default=True,
+    help="Peak learning rate (AdamW).",
+)
+@click.option(
+    "--weight-decay",
+    type=click.FloatRange(min=0),
+    default=1e-3,
+    show_default=True,
+    help="AdamW weight decay.",
+)
+@click.option(
+    "--lr-schedule",
+    type=click.Choice(["onecycle", "cosine", "constant"]),
+    default="onecycle",
+    show_default=True,
+    help="onecycle: per-batch warm-up then cosine; cosine: per epoch, as the first releases.",
+)
 @click.option("--segment-seconds", type=float, default=6.0, show_default=True, help="Only 6 now.")
 @click.option(
     "--augment/--no-augment",
@@ -327,8 +349,10 @@ def _print_summary(summary: dict[str, Any]) -> None:
 @click.option(
     "--train-hop",
     type=click.FloatRange(min=0, max=6, min_open=True),
+    default=1.0,
+    show_default=True,
     help="Cut training tracks into overlapping 6 s windows starting every this many seconds "
-    "(default: the 6 s grid). Validation, test and the library always use the grid.",
+    "(6: the grid, no overlap). Validation, test and the library always use the grid.",
 )
 @click.option("--folds", type=click.IntRange(min=2), help="Also report K-fold cross-validation.")
 @click.option(

@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -43,6 +44,15 @@ def list_models(session: Session) -> list[Model]:
 STARTER_DIR = Path(__file__).resolve().parent.parent / "genrectl" / "models"
 
 
+def starter_metadata() -> dict[str, Any] | None:
+    """The bundled starter model's registry metadata (``starter.json``), None if absent."""
+    meta_file = STARTER_DIR / "starter.json"
+    if not meta_file.exists():
+        return None
+    meta: dict[str, Any] = json.loads(meta_file.read_text())
+    return meta
+
+
 def ensure_starter(session: Session, settings: Settings) -> Model | None:
     """The promoted model; on first use, register and promote the bundled starter model.
 
@@ -53,10 +63,9 @@ def ensure_starter(session: Session, settings: Settings) -> Model | None:
         return promoted
     if session.scalar(select(Model.id).limit(1)) is not None:
         return promoted
-    meta_file = STARTER_DIR / "starter.json"
-    if not meta_file.exists():
+    meta = starter_metadata()
+    if meta is None:
         return None
-    meta = json.loads(meta_file.read_text())
     destination = settings.model_dir / f"{meta['name']}.pt"
     if not destination.exists():
         destination.parent.mkdir(parents=True, exist_ok=True)

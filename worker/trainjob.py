@@ -95,6 +95,12 @@ class TrainSpec:
         if self.from_library and self.split is not None:
             raise ConfigError("split files name dataset tracks; they do not apply to the library")
 
+    @property
+    def window_hop(self) -> float | None:
+        """The training windows' hop, None for the grid (a hop of one segment is the grid)."""
+        hop = self.train_hop_seconds
+        return None if hop is None or hop == self.segment_seconds else hop
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["split"] = [list(part) for part in self.split] if self.split else None
@@ -281,7 +287,7 @@ def _train(
         "config": config,
         "augment": spec.augment,
         "reporter": reporter,
-        "hop_seconds": spec.train_hop_seconds,
+        "hop_seconds": spec.window_hop,
     }
     cv = None
     if spec.folds:
@@ -289,7 +295,7 @@ def _train(
         cv = cross_validate(data, store, splits, checkpoints=checkpoints, **options)
     split, split_info = choose_split(spec, data)
     fingerprint = run_fingerprint(
-        data, split, augment=spec.augment, params=store.params, hop_seconds=spec.train_hop_seconds
+        data, split, augment=spec.augment, params=store.params, hop_seconds=spec.window_hop
     )
     final = checkpoints / f"final-{fingerprint}"
     run = train_on_split(data, store, split, checkpoint_dir=final, label="model", **options)

@@ -8,6 +8,7 @@ import pytest
 import soundfile as sf
 from click.testing import CliRunner
 
+from db.registry import starter_metadata
 from tests.cli.conftest import Invoke, json_of
 from tests.worker.test_trainjob import SR, _signal, make_labelled_folder
 
@@ -131,7 +132,9 @@ def test_train_from_library_uses_genre_tags(genrectl: Invoke, tmp_path: Path) ->
     genrectl("ingest", str(music))  # labelled by the bundled starter model first
     genrectl("label", str(music / "untagged.flac"), "rock")  # the user's label is training data
     before = {t["path"]: t["model_genre"] for t in json_of(genrectl("tracks", "list", "--json"))}
-    args = ("train", "--from-library", *TINY, "--name", "lib", "--promote", "--json")
+    # --train-hop 6: the grid, which the library's shards hold, so nothing is decoded
+    args = ("train", "--from-library", *TINY, "--train-hop", "6", "--name", "lib", "--promote")
+    args = (*args, "--json")
     summary = json_of(genrectl(*args))
     data = summary["data"]
     assert data["source"] == "library" and data["without_usable_tag"] == 0
@@ -145,7 +148,14 @@ def test_train_from_library_uses_genre_tags(genrectl: Invoke, tmp_path: Path) ->
     changed = sum(1 for path, genre in after.items() if before[path] != genre)
     assert summary["labelling"] == {"model": "lib", "labelled": 14, "changed_genre": changed}
     promoted = {m["name"]: m["promoted"] for m in json_of(genrectl("models", "list", "--json"))}
-    assert promoted == {"starter-densenet121-gtzan-mini": False, "lib": True}
+    assert promoted == {starter_metadata()["name"]: False, "lib": True}  # type: ignore[index]
+    # The default hop needs overlapping windows, which are decoded from the files (once).
+    windows = json_of(genrectl("train", "--from-library", *TINY, "--name", "lib-hop", "--json"))
+    assert windows["decoded_files"] == windows["split"]["sizes"]["train"]["tracks"] == 9
+    assert (
+        windows["split"]["sizes"]["train"]["segments"]
+        > summary["split"]["sizes"]["train"]["segments"]
+    )
 
 
 def test_evaluate_scores_a_model_on_a_folder(

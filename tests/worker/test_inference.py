@@ -8,6 +8,7 @@ from click.testing import CliRunner
 
 from cli.main import cli
 from db.engine import dispose_engines
+from db.registry import starter_metadata
 from tests.audio_fixtures import render
 from tests.cli.conftest import json_of
 from worker.inference import UNKNOWN, label_from_probabilities
@@ -37,6 +38,6 @@ def test_predict_applies_the_configured_threshold_with_the_starter_model(
     dispose_engines()
     assert result.exit_code == 0, result.output
     (answer,) = json_of(result)
-    assert answer["model"] == "starter-densenet121-gtzan-mini"
+    assert answer["model"] == starter_metadata()["name"]  # type: ignore[index]
     assert (answer["genre"] == UNKNOWN) is expect_unknown
     assert len(answer["top3"]) == 3 and answer["top3"][0][1] == answer["confidence"]

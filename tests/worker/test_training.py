@@ -16,6 +16,7 @@ from worker.training import (
     TrainConfig,
     evaluate,
     fit,
+    steps_per_epoch,
 )
 
 CLASSES = ["drone", "pulse"]
@@ -61,11 +62,13 @@ def test_training_learns_to_tell_synthetic_genres_apart(
     assert result.normalisation["mean"] == pytest.approx(float(train_set.mel.mean()), abs=0.05)
 
 
+@pytest.mark.parametrize("schedule", ["cosine", "onecycle"])
 def test_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(
-    tmp_path: Path, train_set: SegmentSet, val_set: SegmentSet
+    tmp_path: Path, train_set: SegmentSet, val_set: SegmentSet, schedule: str
 ) -> None:
+    config = replace(FAST, lr_schedule=schedule)
     straight = fit(
-        config=FAST,
+        config=config,
         train=train_set,
         val=val_set,
         classes=CLASSES,
@@ -78,7 +81,7 @@ def test_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(
 
     with pytest.raises(Interrupted):
         fit(
-            config=FAST,
+            config=config,
             train=train_set,
             val=val_set,
             classes=CLASSES,
@@ -87,7 +90,7 @@ def test_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(
         )
     resumed_epochs: list[int] = []
     resumed = fit(
-        config=FAST,
+        config=config,
         train=train_set,
         val=val_set,
         classes=CLASSES,
@@ -101,6 +104,21 @@ def test_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(
     straight_state, resumed_state = straight.model.state_dict(), resumed.model.state_dict()
     for key, value in straight_state.items():
         assert torch.equal(value, resumed_state[key]), key
+
+
+def test_onecycle_warms_up_then_anneals_to_zero_per_batch(
+    tmp_path: Path, train_set: SegmentSet, val_set: SegmentSet
+) -> None:
+    config = replace(FAST, lr_schedule="onecycle", epochs=4, batch_size=5)
+    per_epoch = steps_per_epoch(len(train_set), config.batch_size)
+    assert (per_epoch, steps_per_epoch(11, 5), steps_per_epoch(12, 5)) == (5, 2, 3)
+    result = fit(
+        config=config, train=train_set, val=val_set, classes=CLASSES, checkpoint_dir=tmp_path
+    )
+    lrs = [s.lr for s in result.history]  # the lr each epoch started with
+    assert lrs[0] == pytest.approx(config.lr / 25)
+    assert lrs[1] > lrs[2] > lrs[3] > 0  # warm-up (2 of 20 steps) is over within epoch 1
+    assert lrs[1] < config.lr
 
 
 def test_resume_refuses_a_checkpoint_of_another_run(
