@@ -88,7 +88,7 @@ def models_show(obj: Context, name: str, as_json: bool) -> None:
 
     \b
     Example:
-      genrectl models show starter-densenet121-gtzan-mini
+      genrectl models show starter-gapcnn
     """
     settings = obj.ready_settings()
     with session_scope(settings) as session:
@@ -201,7 +201,7 @@ def models_export(obj: Context, name: str, output: Path, metadata: Path | None) 
 
     \b
     Examples:
-      genrectl models export starter-densenet121-gtzan-mini -o starter.pt
+      genrectl models export starter-gapcnn -o starter.pt
       genrectl models export my-cnn -o genrectl/models/starter.pt \\
           --metadata genrectl/models/starter.json
     """

@@ -189,6 +189,7 @@ def build_spec(settings: Settings, opts: dict[str, Any]) -> dict[str, Any]:
             "lr": opts["lr"],
             "weight_decay": opts["weight_decay"],
             "lr_schedule": opts["lr_schedule"],
+            "label_smoothing": opts["label_smoothing"],
             "seed": opts["seed"],
             "spec_augment": opts["spec_augment"],
             "pretrained": str(opts["pretrained"].resolve()) if opts["pretrained"] else None,
@@ -325,6 +326,13 @@ def _print_summary(summary: dict[str, Any]) -> None:
     default=1e-3,
     show_default=True,
     help="AdamW weight decay.",
+)
+@click.option(
+    "--label-smoothing",
+    type=click.FloatRange(min=0, max=1, max_open=True),
+    default=0.1,
+    show_default=True,
+    help="Share of each training target spread over all genres.",
 )
 @click.option(
     "--lr-schedule",

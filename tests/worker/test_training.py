@@ -43,7 +43,7 @@ def test_training_learns_to_tell_synthetic_genres_apart(
 ) -> None:
     seen: list[EpochStats] = []
     result = fit(
-        config=replace(FAST, arch=arch),
+        config=replace(FAST, arch=arch, label_smoothing=0.1 if arch == "gapcnn" else 0.0),
         train=train_set,
         val=val_set,
         classes=CLASSES,
@@ -168,6 +168,8 @@ def test_early_stopping_keeps_the_best_epoch(
         ({"lr": 0.0}, "lr=0.0"),
         ({"device": "tpu"}, "device='tpu'"),
         ({"early_stopping_patience": 0}, "early_stopping_patience=0"),
+        ({"label_smoothing": 1.0}, "label_smoothing=1.0"),
+        ({"lr_schedule": "step"}, "lr_schedule='step'"),
     ],
 )
 def test_train_config_names_the_bad_value(change: dict[str, object], message: str) -> None:
