@@ -35,14 +35,16 @@ def test_train_registers_a_model_and_a_second_run_decodes_nothing(
     genrectl: Invoke, labelled: Path, tmp_path: Path
 ) -> None:
     first = json_of(genrectl("train", str(labelled), *TINY, "--augment", "--name", "one", "--json"))
-    assert first["decoded_files"] == 18 + 12  # every file, then the 12 train tracks shifted
+    # Every file on the 6 s grid; the 12 train tracks pitch-shifted on the grid (the baseline
+    # learns from the grid) and cut into 1 s-hop windows, as recorded and shifted.
+    assert first["decoded_files"] == 18 + 12 + 12 + 12
     assert first["split"]["sizes"]["train"]["tracks"] == 12
     assert all(
         _is_png(first["artefacts"][k]) for k in ("confusion", "confusion_segments", "history")
     )
     assert 0.0 <= first["track_accuracy"] <= 1.0 and "track_accuracy" in first["baseline"]
     listed = {m["name"]: m for m in json_of(genrectl("models", "list", "--json"))}
-    assert listed["one"]["arch"] == "cnn" and listed["one"]["track_accuracy"] is not None
+    assert listed["one"]["arch"] == "gapcnn" and listed["one"]["track_accuracy"] is not None
     home = tmp_path / "home"
     snapshot = _cache(home)
     second = json_of(
@@ -71,7 +73,7 @@ def test_train_prints_a_summary(genrectl: Invoke, tmp_path: Path) -> None:
         (("--segment-seconds", "5"), "5 is not supported yet: only 6"),
         (("--from-library",), "exactly one"),
         (("--folds", "2", "--split-file", "{data}"), "cannot be cross-validated"),
-        (("--pretrained", "{data}/noise/noise.00000.wav"), "not cnn"),
+        (("--pretrained", "{data}/noise/noise.00000.wav"), "not gapcnn"),
         (("--split-file", "{data}/noise/noise.00000.wav"), "three files"),
         (("--split-file", "{data}"), "has no train file"),
         (("--name", "bad name!"), "name='bad name!'"),
