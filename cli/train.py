@@ -383,14 +383,16 @@ def train(obj: Context, as_json: bool, no_wait: bool, **opts: Any) -> None:
     """Train a genre model on DATA (a folder per genre) or --from-library, and register it.
 
     Tracks are split 80/10/10 by track (seeded) before they are cut into 6 s segments, so no
-    track is on both sides; the epoch with the lowest validation loss is kept. The test part
+    track is on both sides; the epoch with the lowest validation loss is kept. The defaults
+    are the starter model's recipe (README: Models and accuracy). The test part
     is scored by segment and by track, beside an MFCC+LR baseline; the confusion matrix and
     loss curves are written next to the model. Features are cached: a second run over the
     same files decodes nothing. In distributed mode the job runs on the gpu queue.
 
     \b
     Examples:
-      genrectl train ~/datasets/gtzan --epochs 30 --folds 5
+      genrectl train ~/datasets/gtzan --folds 5
+      genrectl train ~/datasets/gtzan --arch cnn --train-hop 6 --epochs 30
       genrectl train ~/datasets/gtzan --arch densenet121 --split-file ~/gtzan-split/
       genrectl train --from-library --name my-library-cnn --promote
     """
