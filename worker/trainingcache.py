@@ -132,14 +132,16 @@ class TrainingCache:
         self.decoded = 0
         self._verified: set[str] = set()  # shards whose checksum this object has checked
 
+    def _overlapping(self, request: CacheRequest) -> bool:
+        # A hop of one segment is the grid: same segments, same entry.
+        return request.hop_seconds not in (None, self.params.segment_seconds)
+
     def key(self, request: CacheRequest) -> str:
         grid = f"{request.sha256}/{request.pitch_steps:+d}/{self.max_segments}"
-        hop = request.hop_seconds
-        return grid if hop is None or hop == self.params.segment_seconds else f"{grid}/hop{hop:g}"
+        return f"{grid}/hop{request.hop_seconds:g}" if self._overlapping(request) else grid
 
     def _max_segments(self, request: CacheRequest) -> int:
-        overlapping = request.hop_seconds not in (None, self.params.segment_seconds)
-        return self.max_segments * (WINDOWS_PER_SEGMENT if overlapping else 1)
+        return self.max_segments * (WINDOWS_PER_SEGMENT if self._overlapping(request) else 1)
 
     def _index(self) -> dict[str, Any]:
         index = _read_json(
