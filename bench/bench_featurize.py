@@ -31,9 +31,9 @@ import torchaudio
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from worker.audio import load_segments
-from worker.features import FeatureParams, mel_db
-from worker.shards import write_shard
+from worker.audio.decode import load_segments
+from worker.features.mel import FeatureParams, mel_db
+from worker.features.shards import write_shard
 
 PARAMS = FeatureParams()
 MAX_SEGMENTS = 20
@@ -69,7 +69,7 @@ def featurize_chunk(paths: Sequence[Path], shard_dir: Path) -> Timing:
     began = time.perf_counter()
     info = write_shard(
         directory=shard_dir,
-        mel=np.concatenate(mels),
+        arrays={"mel": np.concatenate(mels)},
         track_ids=np.asarray(track_ids),
         segment_index=np.asarray(indices),
         start_s=np.asarray(starts),

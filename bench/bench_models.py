@@ -8,7 +8,7 @@ Featurizes a GTZAN-layout folder into memory (``--segments`` 6 s segments per tr
 pitch-shifted copy of every track when a run asks for ``aug``, overlapping windows every S
 seconds when it asks for ``hopS``, e.g. ``hop1``), makes ``--folds`` stratified
 folds on tracks (test = the held-out fold, validation = 10 % of the rest), trains each run on
-every fold with ``worker.training.fit`` and scores the best-validation-loss weights on the
+every fold with ``worker.training.loop.fit`` and scores the best-validation-loss weights on the
 test fold, at segment level and at track level (mean of segment probabilities). The MFCC +
 logistic-regression baseline is scored on the same folds. Prints one table: mean ± std over
 folds, median and minimum wall seconds and median CPU seconds per epoch (train + validation),
@@ -36,9 +36,13 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from genrectl.settings import Settings
-from worker.audio import load_segments
-from worker.baseline import evaluate_baseline
-from worker.datasets import (
+from worker.audio.decode import load_segments
+from worker.features.mel import FeatureParams, mel_db
+from worker.models.cnn import build_model
+from worker.models.device import to_device
+from worker.training.baseline import evaluate_baseline
+from worker.training.cache import WINDOWS_PER_SEGMENT
+from worker.training.datasets import (
     SegmentSet,
     Split,
     augmentation_steps,
@@ -46,11 +50,8 @@ from worker.datasets import (
     kfold,
     pitch_shift_segments,
 )
-from worker.evaluation import evaluate_model
-from worker.features import FeatureParams, mel_db
-from worker.models import build_model, to_device
-from worker.training import LR_SCHEDULES, EpochStats, TrainConfig, fit
-from worker.trainingcache import WINDOWS_PER_SEGMENT
+from worker.training.evaluation import evaluate_model
+from worker.training.loop import LR_SCHEDULES, EpochStats, TrainConfig, fit
 
 PARAMS = FeatureParams()
 DEFAULT_RUNS = (

@@ -80,59 +80,63 @@ def genres(obj: Context, as_json: bool) -> None:
 
 
 def _segment_rows(settings: Settings, track_id: int) -> tuple[list[Any], str, str]:
-    """The track's segments (index, start_s, row, shard path, shard sha256) and the promoted
-    model's file and sha256; GenreError when they cannot go together."""
+    """The track's rows of the promoted model's feature set (index, start_s, row, shard path,
+    shard sha256) and the model's file and sha256; GenreError when there are none."""
     with session_scope(settings) as session:
         model = promoted_model(session)
         track = session.get(Track, track_id)
         if model is None or track is None:
             raise GenreError(NO_MODEL)
-        if track.feature_version != model.feature_version:
-            raise GenreError(
-                f"the track's features ({track.feature_version}) are not the promoted model's "
-                f"({model.feature_version}): run `genrectl ingest` on its folder again"
-            )
         rows = session.execute(
             select(Segment.index, Segment.start_s, Segment.row, Shard.path, Shard.sha256)
             .join(Shard, Shard.id == Segment.shard_id)
-            .where(Segment.track_id == track_id)
+            .where(Segment.track_id == track_id, Segment.feature_version == model.feature_version)
             .order_by(Segment.index)
         ).all()
         if not rows:
-            raise GenreError("the track has no segments: it was not featurized")
+            raise GenreError(
+                f"the track has no features for the promoted model {model.name}: run "
+                "`genrectl ingest` on its folder again"
+            )
         return list(rows), model.path, model.sha256
 
 
-def _read_mel(rows: list[Any], params: Any) -> Any:
-    """float32 [len(rows), n_mels, n_frames], in the order of ``rows``, one open per shard."""
+def _read_rows(rows: list[Any], params: Any, names: list[str]) -> dict[str, Any]:
+    """``{name: float32 [len(rows), ...]}`` in the order of ``rows``, one open per shard."""
     import numpy as np
 
-    from worker.shards import open_shard
+    from worker.features.shards import open_shard
 
     by_shard: dict[tuple[str, str], list[int]] = defaultdict(list)
     for _, _, row, path, sha in rows:
         by_shard[(path, sha)].append(row)
-    mels: dict[tuple[str, int], Any] = {}
+    read: dict[tuple[str, int], dict[str, Any]] = {}
     for (path, sha), shard_rows in by_shard.items():
         with open_shard(Path(path), params=params, sha256=sha) as reader:
-            mels.update(zip(((path, r) for r in shard_rows), reader.read(shard_rows), strict=True))
-    return np.stack([mels[(path, row)] for _, _, row, path, _ in rows])
+            arrays = reader.read_arrays(shard_rows, names=names)
+        for i, r in enumerate(shard_rows):
+            read[(path, r)] = {name: array[i] for name, array in arrays.items()}
+    return {
+        name: np.stack([read[(path, row)][name] for _, _, row, path, _ in rows]) for name in names
+    }
 
 
 def segment_predictions(settings: Settings, track_id: int) -> list[dict[str, Any]]:
-    """The promoted model's answer for each 6 s segment of a track, computed now from its
-    shard rows. Imports torch: only ``show`` pays for it."""
+    """The promoted model's answer for each segment (or encoder window) of a track,
+    computed now from its shard rows. Imports torch: only ``show`` pays for it."""
     import numpy as np
 
-    from worker.evaluation import predict_segments
-    from worker.features import FeatureParams
-    from worker.inference import cached_model
-    from worker.training import resolve_device
+    from worker.features.sets import feature_set_from_dict
+    from worker.inference.label import cached_model, rows_needed
+    from worker.inference.predict import predict_rows
+    from worker.models.device import resolve_device
 
     rows, model_path, model_sha = _segment_rows(settings, track_id)
     loaded = cached_model(model_path, model_sha)
-    mel = _read_mel(rows, FeatureParams.from_dict(loaded.feature_params))
-    probs = predict_segments(loaded.model, mel, device=resolve_device(settings.device))
+    feature_set = feature_set_from_dict(loaded.feature_params)
+    arrays = _read_rows(rows, feature_set, rows_needed(loaded, feature_set))
+    probs = predict_rows(loaded.model, arrays, device=resolve_device(settings.device))
+    seconds = feature_set.window_spec(max_windows=1).seconds
     out = []
     for (index, start, *_), p in zip(rows, probs, strict=True):
         top3 = [[loaded.classes[int(i)], round(float(p[i]), 4)] for i in np.argsort(-p)[:3]]
@@ -140,6 +144,7 @@ def segment_predictions(settings: Settings, track_id: int) -> list[dict[str, Any
             {
                 "index": index,
                 "start_s": round(start, 2),
+                "seconds": seconds,
                 "genre": top3[0][0],
                 "probability": top3[0][1],
                 "top3": top3,
@@ -229,6 +234,14 @@ def _facts(detail: dict[str, Any]) -> list[list[Any]]:
             ["model", f"{detail['model']}: {detail['model_genre']} ({_pct(detail['confidence'])})"]
         )
         facts.append(["top 3", ", ".join(f"{g} {_pct(p)}" for g, p in detail["top3"] or [])])
+    if detail["reason"]:
+        facts.append(["unknown", detail["reason"]])
+    if detail["music"] is not None:
+        facts.append(["music", _pct(detail["music"])])
+    if detail["tags"]:
+        facts.append(["sounds like", ", ".join(f"{n} {_pct(p)}" for n, p in detail["tags"])])
+    if detail["note"]:
+        facts.append(["note", detail["note"]])
     if detail["playlists"]:
         facts.append(["playlists", ", ".join(detail["playlists"])])
     return facts
@@ -254,6 +267,7 @@ def _print_details(detail: dict[str, Any]) -> None:
     if detail["segments"]:
         rows = [_segment_cells(s) for s in detail["segments"]]
         columns = ["segment", "start", "genre", "p", "", "then"]
-        console.print(table(columns, rows, title="segments (6 s each)"))
+        seconds = detail["segments"][0]["seconds"]
+        console.print(table(columns, rows, title=f"segments ({seconds:g} s each)"))
     elif detail["segments_note"]:
         click.echo(f"segments: {detail['segments_note']}")

@@ -35,7 +35,7 @@ def evaluate(obj: Context, model: str, data: Path, output_dir: Path | None, as_j
     Example:
       genrectl evaluate my-cnn ~/datasets/holdout --json
     """
-    from worker.experiment import evaluate_folder
+    from worker.training.experiment import evaluate_folder
 
     settings = obj.ready_settings()
     out = output_dir or settings.model_dir / model / "evaluations" / data.resolve().name
@@ -113,7 +113,7 @@ def reference_table(obj: Context, data: Path, as_json: bool, **opts: Any) -> Non
     Example:
       genrectl experiment reference-table ~/datasets/gtzan --epochs 30 --folds 5
     """
-    from worker.experiment import ExperimentOptions, run_reference_table
+    from worker.training.experiment import ExperimentOptions, run_reference_table
 
     settings = obj.ready_settings()
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")

@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from cli.app import EXIT_FAILURES, Context, emit_json, json_option, pass_context
 from db.engine import session_scope
@@ -84,7 +85,6 @@ def _scan_and_plan(
 ) -> tuple[ScanResult, IngestPlan]:
     """Scan the roots and commit the batch (its tracks and queued jobs) before any work."""
     from cli.render import stderr
-    from worker.features import FeatureParams  # a light dataclass module: no torch at import
 
     with stderr().status("Scanning…", spinner="dots") if not obj.quiet else nullcontext():
         found = scan(Path(r) for r in roots)
@@ -93,10 +93,24 @@ def _scan_and_plan(
             session,
             found,
             roots=roots,
-            feature_version=FeatureParams().version,
+            feature_sets=_feature_sets(session, settings),
             retry_failed=retry_failed,
         )
     return found, plan
+
+
+def _feature_sets(session: Session, settings: Settings) -> dict[str, dict[str, Any]]:
+    """What a batch computes: the promoted model's features (registering the starter on
+    first use), or the reference mel when there is no model at all."""
+    from db.registry import ensure_starter
+
+    model = ensure_starter(session, settings)
+    if model is not None:
+        return {model.feature_version: model.feature_params}
+    from worker.features.mel import FeatureParams  # a light dataclass module: no torch
+
+    params = FeatureParams()
+    return {params.version: params.to_dict()}
 
 
 def warn(message: str) -> None:
@@ -168,6 +182,7 @@ def _report(
         "scanned": len(found.files),
         "new": plan.new,
         "changed": plan.changed,
+        "new_features": plan.features,
         "unchanged": plan.unchanged,
         "previously_failed": plan.previously_failed,
         "featurized": sum(1 for _, s, _ in rows if s == JobStatus.DONE),
@@ -180,7 +195,7 @@ def _report(
 
 def _print_report(report: dict[str, Any], *, quiet: bool) -> None:
     echo = click.echo
-    if not report["new"] and not report["changed"]:
+    if not report["new"] and not report["changed"] and not report["new_features"]:
         echo(
             f"Nothing to decode: {report['unchanged']} tracks unchanged"
             + (
@@ -191,9 +206,12 @@ def _print_report(report: dict[str, Any], *, quiet: bool) -> None:
             + "."
         )
     else:
+        features = report["new_features"]
         echo(
             f"Ingested {report['scanned']} files in {report['seconds']:.1f} s: "
-            f"{report['new']} new, {report['changed']} changed, {report['unchanged']} unchanged, "
+            f"{report['new']} new, {report['changed']} changed, "
+            + (f"{features} given the promoted model's features, " if features else "")
+            + f"{report['unchanged']} unchanged, "
             f"{report['featurized']} featurized, {len(report['failed'])} failed."
         )
     for item in report["failed"]:

@@ -159,8 +159,8 @@ def register_model_file(
     metrics: dict[str, Any] | None = None,
 ) -> Model:
     """Copy a model file into the data dir and add it to the registry."""
-    from worker.features import FeatureParams
-    from worker.modelfile import load_model
+    from worker.features.sets import feature_set_from_dict
+    from worker.models.modelfile import load_model
 
     loaded = load_model(file)
     destination = settings.model_dir / f"{name}.pt"
@@ -176,7 +176,7 @@ def register_model_file(
             arch=loaded.arch,
             input_size=loaded.input_size,
             classes=loaded.classes,
-            feature_version=FeatureParams.from_dict(loaded.feature_params).version,
+            feature_version=feature_set_from_dict(loaded.feature_params).version,
             feature_params=loaded.feature_params,
             path=str(destination),
             sha256=loaded.sha256,
@@ -205,7 +205,7 @@ def models_export(obj: Context, name: str, output: Path, metadata: Path | None) 
       genrectl models export my-cnn -o genrectl/models/starter.pt \\
           --metadata genrectl/models/starter.json
     """
-    from worker.modelfile import file_sha256
+    from worker.models.modelfile import file_sha256
 
     settings = obj.ready_settings()
     with session_scope(settings) as session:
@@ -249,7 +249,7 @@ def predict(obj: Context, files: tuple[Path, ...], model_name: str | None, as_js
       genrectl predict song.mp3
       genrectl predict *.flac --json
     """
-    from worker.inference import cached_model, predict_file
+    from worker.inference.label import cached_model, predict_file
 
     settings = obj.ready_settings()
     with session_scope(settings) as session:
@@ -271,6 +271,9 @@ def predict(obj: Context, files: tuple[Path, ...], model_name: str | None, as_js
                 "genre": label.genre,
                 "confidence": label.confidence,
                 "top3": label.top3,
+                "reason": label.reason,
+                "music": label.music,
+                "tags": label.tags,
                 "model": name,
             }
         )
@@ -280,6 +283,11 @@ def predict(obj: Context, files: tuple[Path, ...], model_name: str | None, as_js
     for r in results:
         if "error" in r:
             click.echo(f"{r['path']}: cannot decode: {r['error']}")
-        else:
-            top3 = ", ".join(f"{g} {p:.0%}" for g, p in r["top3"])
-            click.echo(f"{r['path']}: {r['genre']} ({r['confidence']:.0%})  [{top3}]")
+            continue
+        top3 = ", ".join(f"{g} {p:.0%}" for g, p in r["top3"])
+        line = f"{r['path']}: {r['genre']} ({r['confidence']:.0%})  [{top3}]"
+        if r["reason"]:
+            line += f"  {r['reason']}"
+        elif r["tags"]:
+            line += "  also: " + ", ".join(f"{n} {p:.0%}" for n, p in r["tags"][:3])
+        click.echo(line)

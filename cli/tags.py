@@ -58,7 +58,7 @@ def _refusal(track: LabelledTrack, min_confidence: float | None) -> tuple[str, s
 def _plan_one(
     track: LabelledTrack, stamp: tuple[int, int], field: str, options: dict[str, Any]
 ) -> TagAction:
-    from worker.tagwrite import TagWriteError, read_field
+    from worker.audio.tagwrite import TagWriteError, read_field
 
     action = TagAction(track.id, track.path, "write", value=track.model_genre)
     refusal = _refusal(track, options["min_confidence"])
@@ -118,7 +118,7 @@ def apply_tag_writes(
     settings: Settings, plan: list[TagAction], field: str, on_progress: Callable[[int, int], None]
 ) -> None:
     """Write the planned tags; record each file's new size, mtime and hash at once."""
-    from worker.tagwrite import TagWriteError, write_field
+    from worker.audio.tagwrite import TagWriteError, write_field
 
     todo = [a for a in plan if a.action == "write"]
     with session_scope(settings) as session:

@@ -101,5 +101,9 @@ def _print_tracks(found: list[LabelledTrack], *, failed: bool) -> None:
             ]
             for t in found
         ]
+        if any(t.reason and t.source != "user" for t in found):
+            columns.append("why unknown")
+            for row, t in zip(rows, found, strict=True):
+                row.append(t.reason if t.source != "user" else None)
     stdout().print(table(columns, rows))
     click.echo(f"{len(found)} tracks")

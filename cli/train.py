@@ -21,11 +21,31 @@ from db.engine import session_scope
 from db.models import Model
 from genrectl.errors import GenreError
 from genrectl.settings import Settings
+from worker.models.encoders import HEAD_ARCHS  # light: no torch
 
 if TYPE_CHECKING:
-    from worker.trainruns import TrainReporter
+    from worker.training.runs import TrainReporter
 
 POLL_S = 2.0
+
+
+class FoldsParam(click.ParamType):
+    """``--folds``: an integer K >= 2, or the path of a fold file."""
+
+    name = "K|FILE"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, int | Path):
+            return value
+        text = str(value)
+        if text.isdigit():
+            if int(text) < 2:
+                self.fail(f"{text} folds: need at least 2", param, ctx)
+            return int(text)
+        path = Path(text)
+        if not path.is_file():
+            self.fail(f"'{text}' is neither a number of folds nor a fold file", param, ctx)
+        return path
 _SPLIT_NAMES = {
     "train": ("train.txt", "train_filtered.txt"),
     "val": ("valid.txt", "val.txt", "validation.txt", "valid_filtered.txt"),
@@ -58,7 +78,7 @@ def live_reporter(*, quiet: bool) -> Iterator[TrainReporter]:
     )
 
     from cli.render import stderr
-    from worker.trainruns import TrainReporter
+    from worker.training.runs import TrainReporter
 
     progress = Progress(
         SpinnerColumn(),
@@ -136,18 +156,19 @@ def split_files(paths: tuple[Path, ...]) -> tuple[Path, Path, Path] | None:
     return paths[0], paths[1], paths[2]
 
 
-def default_name(arch: str, data: Path | None) -> str:
-    base = data.resolve().name if data is not None else "library"
+def default_name(arch: str, data: tuple[Path, ...]) -> str:
+    base = "+".join(d.resolve().name for d in data) if data else "library"
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     return re.sub(r"[^A-Za-z0-9._-]+", "-", f"{arch}-{base}-{stamp}")[:128]
 
 
 def _check_args(opts: dict[str, Any]) -> None:
     """Flag combinations click cannot check; each error names the flag."""
-    if (opts["data"] is None) != opts["from_library"]:
-        raise click.UsageError("give a labelled folder DATA or --from-library (exactly one)")
-    if opts["data"] is not None and not opts["data"].is_dir():
-        raise click.BadParameter(f"'{opts['data']}' is not a folder", param_hint="DATA")
+    if bool(opts["data"]) == opts["from_library"]:
+        raise click.UsageError("give labelled folders DATA or --from-library (exactly one)")
+    for folder in opts["data"]:
+        if not folder.is_dir():
+            raise click.BadParameter(f"'{folder}' is not a folder", param_hint="DATA")
     if opts["segment_seconds"] != 6.0:
         raise click.BadParameter(
             f"{opts['segment_seconds']:g} is not supported yet: only 6 (the reference's "
@@ -156,6 +177,12 @@ def _check_args(opts: dict[str, Any]) -> None:
         )
     if opts["folds"] and opts["split_file"]:
         raise click.BadParameter("a fixed split cannot be cross-validated", param_hint="--folds")
+    head = opts["arch"] in HEAD_ARCHS
+    if opts["variants"] and not head:
+        raise click.BadParameter(
+            f"degraded copies train genre heads ({', '.join(HEAD_ARCHS)}), not {opts['arch']}",
+            param_hint="--variants",
+        )
     if opts["pretrained"] and opts["arch"] != "densenet121":
         raise click.BadParameter(
             f"ImageNet weights are for --arch densenet121, not {opts['arch']}",
@@ -171,15 +198,16 @@ def build_spec(settings: Settings, opts: dict[str, Any]) -> dict[str, Any]:
         if session.scalar(select(Model.id).where(Model.name == name)) is not None:
             raise click.BadParameter(f"a model named {name!r} exists", param_hint="--name")
     files = split_files(opts["split_file"])
+    folds = opts["folds"]
     split = None
     if files is not None:
-        from worker.datasets import read_split_files  # numpy only: parses the user's files
+        from worker.training.datasets import read_split_files  # numpy only: parses the user's files
 
         parsed = read_split_files(*files)
         split = [parsed.train, parsed.val, parsed.test]
     return {
         "name": name,
-        "data": str(opts["data"].resolve()) if opts["data"] is not None else None,
+        "data": [str(d.resolve()) for d in opts["data"]],
         "from_library": opts["from_library"],
         "config": {
             "arch": opts["arch"],
@@ -195,7 +223,9 @@ def build_spec(settings: Settings, opts: dict[str, Any]) -> dict[str, Any]:
             "pretrained": str(opts["pretrained"].resolve()) if opts["pretrained"] else None,
         },
         "augment": opts["augment"],
-        "folds": opts["folds"],
+        "folds": folds if isinstance(folds, int) else None,
+        "fold_file": str(folds.resolve()) if isinstance(folds, Path) else None,
+        "variants": list(opts["variants"]),
         "split": split,
         "split_source": ", ".join(str(f) for f in files) if files else None,
         "segment_seconds": opts["segment_seconds"],
@@ -205,7 +235,7 @@ def build_spec(settings: Settings, opts: dict[str, Any]) -> dict[str, Any]:
 
 
 def _train_embedded(obj: Context, spec: dict[str, Any], *, quiet: bool) -> dict[str, Any]:
-    from worker.trainjob import TrainSpec, run_training
+    from worker.training.job import TrainSpec, run_training
 
     parsed = TrainSpec.from_dict(spec)
     with live_reporter(quiet=quiet) as reporter:
@@ -292,15 +322,17 @@ def _print_summary(summary: dict[str, Any]) -> None:
 
 
 @click.command()
-@click.argument("data", required=False, type=click.Path(exists=True, path_type=Path))
+@click.argument("data", nargs=-1, type=click.Path(exists=True, path_type=Path))
 @click.option("--from-library", is_flag=True, help="Learn from library tracks with genre tags.")
 @click.option("--name", help="Registry name (default: <arch>-<data>-<date>).")
 @click.option(
     "--arch",
-    type=click.Choice(["cnn", "gapcnn", "densenet121"]),
-    default="gapcnn",
+    type=click.Choice(["mn04-head", "mn04-zeroshot", "cnn", "gapcnn", "densenet121"]),
+    default="mn04-head",
     show_default=True,
-    help="cnn: the reference's; gapcnn: a small CNN pooling over the whole spectrogram.",
+    help="mn04-head: a genre head on the pretrained mn04 encoder (seconds on a CPU); "
+    "mn04-zeroshot: mn04's own genre classes, no training; cnn: the reference's CNN; "
+    "gapcnn: a small CNN pooling over the whole spectrogram; densenet121: the reference's.",
 )
 @click.option(
     "--input-size",
@@ -362,7 +394,18 @@ def _print_summary(summary: dict[str, Any]) -> None:
     help="Cut training tracks into overlapping 6 s windows starting every this many seconds "
     "(6: the grid, no overlap). Validation, test and the library always use the grid.",
 )
-@click.option("--folds", type=click.IntRange(min=2), help="Also report K-fold cross-validation.")
+@click.option(
+    "--folds",
+    type=FoldsParam(),
+    help="Also report cross-validation: K stratified folds, or a fold file (CSV with path and "
+    "fold columns, e.g. artist-grouped folds).",
+)
+@click.option(
+    "--variants",
+    multiple=True,
+    type=click.Choice(["band16k", "mp3-128k", "gain-20", "gain+6"]),
+    help="Genre heads: also learn from degraded copies of each training track (repeat).",
+)
 @click.option(
     "--split-file",
     multiple=True,

@@ -34,11 +34,28 @@ def upgrade(settings: Settings) -> bool:
     """Bring the schema to the newest revision. Returns True if anything was applied."""
     if current_revision(settings) == head_revision():
         return False
-    config = _config()
-    with get_engine(settings).begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+    upgrade_to(settings, "head")
     return True
+
+
+def upgrade_to(settings: Settings, revision: str) -> None:
+    """Bring the schema to ``revision`` (tests start from older ones)."""
+    config = _config()
+    with get_engine(settings).connect() as connection:
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:
+            # Batch migrations rebuild SQLite tables; with foreign keys on, dropping the old
+            # table would cascade-delete every row that references it (segments, jobs...).
+            connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            connection.commit()
+        try:
+            with connection.begin():
+                config.attributes["connection"] = connection
+                command.upgrade(config, revision)
+        finally:
+            if sqlite:
+                connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+                connection.commit()
 
 
 def revision(settings: Settings, message: str) -> None:

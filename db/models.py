@@ -67,7 +67,8 @@ class Track(Base):
     content_hash: Mapped[str | None] = mapped_column(String(64), index=True)
     status: Mapped[str] = mapped_column(String(16), default=TrackStatus.PENDING, index=True)
     error: Mapped[str | None] = mapped_column(Text)
-    feature_version: Mapped[str | None] = mapped_column(String(32))
+    # Something a user should know about a usable track ("shorter than one 10 s window").
+    note: Mapped[str | None] = mapped_column(Text)
     duration_s: Mapped[float | None] = mapped_column(Float)
     sample_rate: Mapped[int | None]
     channels: Mapped[int | None]
@@ -82,7 +83,9 @@ class Track(Base):
     )
 
     segments: Mapped[list[Segment]] = relationship(
-        back_populates="track", cascade="all, delete-orphan", order_by="Segment.index"
+        back_populates="track",
+        cascade="all, delete-orphan",
+        order_by="[Segment.feature_version, Segment.index]",
     )
     jobs: Mapped[list[Job]] = relationship(back_populates="track")
     predictions: Mapped[list[Prediction]] = relationship(
@@ -104,6 +107,8 @@ class Batch(Base):
     failed: Mapped[int] = mapped_column(default=0)
     unchanged: Mapped[int] = mapped_column(default=0)
     missing: Mapped[int] = mapped_column(default=0)
+    # The feature sets its tracks get (the promoted model's when it was planned), as dicts.
+    feature_sets: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     created_at: Mapped[created_at]
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
@@ -131,7 +136,7 @@ class Job(Base):
 
 
 class Shard(Base):
-    """One HDF5 file of mel segments from many tracks."""
+    """One HDF5 file of one feature set's rows (segments or windows) from many tracks."""
 
     __tablename__ = "shards"
 
@@ -146,15 +151,19 @@ class Shard(Base):
 
 
 class Segment(Base):
-    """Where one 6 s segment of a track lives: shard and row."""
+    """Where one segment (reference mel) or window (encoder outputs) of a track lives: its
+    feature set's version, shard and row. A track has one run of them per feature set."""
 
     __tablename__ = "segments"
     # Tracks with identical content share shard rows, so (shard, row) is not unique.
-    __table_args__ = (UniqueConstraint("track_id", "index", name="uq_segment_track_index"),)
+    __table_args__ = (
+        UniqueConstraint("track_id", "feature_version", "index", name="uq_segment_track_index"),
+    )
 
     id: Mapped[intpk]
     track_id: Mapped[int] = mapped_column(ForeignKey("tracks.id", ondelete="CASCADE"), index=True)
     shard_id: Mapped[int] = mapped_column(ForeignKey("shards.id", ondelete="CASCADE"), index=True)
+    feature_version: Mapped[str] = mapped_column(String(32), index=True)
     row: Mapped[int]
     index: Mapped[int]
     start_s: Mapped[float] = mapped_column(Float)
@@ -196,9 +205,15 @@ class Prediction(Base):
     id: Mapped[intpk]
     track_id: Mapped[int] = mapped_column(ForeignKey("tracks.id", ondelete="CASCADE"), index=True)
     model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), index=True)
-    genre: Mapped[str] = mapped_column(String(64), index=True)  # "unknown" below the threshold
+    genre: Mapped[str] = mapped_column(String(64), index=True)  # "unknown": see reason
     top_genre: Mapped[str] = mapped_column(String(64))
     confidence: Mapped[float] = mapped_column(Float)
+    # Why the genre is "unknown" ("not music: Speech 0.83", "unclear genre: ..."), else None.
+    reason: Mapped[str | None] = mapped_column(Text)
+    # How sure the encoder is that it is music at all (None for models without one).
+    music: Mapped[float | None] = mapped_column(Float)
+    # The encoder's own strongest classes besides genres: [[name, probability], ...].
+    tags: Mapped[list[list[Any]] | None] = mapped_column(JSON)
     top3: Mapped[list[list[Any]]] = mapped_column(JSON)  # [[genre, probability], ...]
     probabilities: Mapped[list[float]] = mapped_column(JSON)  # in the model's class order
     threshold: Mapped[float] = mapped_column(Float)

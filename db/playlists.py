@@ -21,7 +21,7 @@ from db.models import Model, Playlist, Prediction, Track, TrackStatus, UserLabel
 from db.registry import promoted_model
 from genrectl.errors import NotFoundError
 
-UNKNOWN = "unknown"  # the model's answer below the unknown threshold (worker.inference)
+UNKNOWN = "unknown"  # the model's answer below the unknown threshold (worker.inference.label)
 ORDERS = ("confidence", "random", "title", "artist")
 USER, MODEL = "user", "model"
 
@@ -46,6 +46,10 @@ class LabelledTrack:
     confidence: float | None  # the model's, even where the user's label wins
     top3: list[list[Any]] | None
     model: str | None
+    reason: str | None = None  # why the model's genre is "unknown"
+    music: float | None = None  # the encoder's P(music), for models that have one
+    tags: list[list[Any]] | None = None  # the encoder's strongest other classes
+    note: str | None = None  # about the track itself (e.g. shorter than one window)
 
     @property
     def rank_confidence(self) -> float:
@@ -76,6 +80,10 @@ class LabelledTrack:
             "confidence": None if self.confidence is None else round(self.confidence, 4),
             "top3": self.top3,
             "model": self.model,
+            "reason": self.reason,
+            "music": None if self.music is None else round(self.music, 4),
+            "tags": self.tags,
+            "note": self.note,
         }
 
 
@@ -107,6 +115,9 @@ def _labels_query(model: Model | None, rule: TrackFilter) -> Select[Any]:
             Prediction.genre,
             Prediction.confidence,
             Prediction.top3,
+            Prediction.reason,
+            Prediction.music,
+            Prediction.tags,
         )
         .outerjoin(UserLabel, UserLabel.track_id == Track.id)
         .outerjoin(
@@ -134,7 +145,7 @@ def labelled_tracks(
     model = model or promoted_model(session)
     name = None if model is None else model.name
     out = []
-    for track, user_genre, model_genre, confidence, top3 in session.execute(
+    for track, user_genre, model_genre, confidence, top3, reason, music, tags in session.execute(
         _labels_query(model, rule)
     ):
         source = USER if user_genre else MODEL if model_genre else None
@@ -156,6 +167,10 @@ def labelled_tracks(
                 confidence=confidence,
                 top3=top3,
                 model=name if model_genre else None,
+                reason=reason,
+                music=music,
+                tags=tags,
+                note=track.note,
             )
         )
     return out

@@ -7,13 +7,14 @@ finish in, and however often a message is delivered.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from db.models import Batch, BatchStatus, Job, JobStatus, Track, TrackStatus, utcnow
+from db.models import Batch, BatchStatus, Job, JobStatus, Segment, Track, TrackStatus, utcnow
 from db.upsert import insert_ignore
 from scheduler.scan import FileStat, ScanResult
 
@@ -24,6 +25,7 @@ class IngestPlan:
     track_ids: list[int]
     new: int = 0
     changed: int = 0
+    features: int = 0  # unchanged files that lack a feature set the batch computes
     unchanged: int = 0
     previously_failed: int = 0
     missing: list[str] = field(default_factory=list)
@@ -38,11 +40,13 @@ def plan_ingest(
     scan: ScanResult,
     *,
     roots: Sequence[str],
-    feature_version: str,
+    feature_sets: Mapping[str, dict[str, Any]],
     retry_failed: bool = False,
 ) -> IngestPlan:
     """Insert/refresh track rows for the scanned files, mark vanished ones missing, and
-    commit a batch with one queued job per track that needs featurizing."""
+    commit a batch with one queued job per track that needs featurizing: new and changed
+    files, and unchanged ones that lack one of ``feature_sets`` (feature version → its
+    parameters as a dict: what the promoted model needs)."""
     scanned = {f.path: f for f in scan.files}
     insert_ignore(
         session,
@@ -54,9 +58,11 @@ def plan_ingest(
     # One pass over the table rather than an IN list: a library can hold more paths than a
     # statement can bind parameters.
     existing = [t for t in session.scalars(select(Track)) if t.path in scanned]
+    held = _held_versions(session)
     to_featurize: list[Track] = []
     for track in existing:
-        verdict = _verdict(track, scanned[track.path], feature_version, retry_failed)
+        has_all = set(feature_sets) <= held.get(track.id, set())
+        verdict = _verdict(track, scanned[track.path], has_all, retry_failed)
         if verdict == "unchanged":
             plan.unchanged += 1
         elif verdict == "failed":
@@ -70,6 +76,7 @@ def plan_ingest(
         total=len(to_featurize),
         unchanged=plan.unchanged + plan.previously_failed,
         missing=len(plan.missing),
+        feature_sets=list(feature_sets.values()),
     )
     session.add(batch)
     session.flush()
@@ -86,10 +93,20 @@ def plan_ingest(
     return plan
 
 
-def _verdict(track: Track, stat: FileStat, feature_version: str, retry_failed: bool) -> str:
+def _held_versions(session: Session) -> dict[int, set[str]]:
+    """The feature versions each track holds rows of."""
+    held: dict[int, set[str]] = {}
+    rows = session.execute(select(Segment.track_id, Segment.feature_version).distinct())
+    for track_id, version in rows:
+        held.setdefault(track_id, set()).add(version)
+    return held
+
+
+def _verdict(track: Track, stat: FileStat, has_all: bool, retry_failed: bool) -> str:
     same_file = track.size == stat.size and track.mtime_ns == stat.mtime_ns
-    if same_file and track.status == TrackStatus.OK and track.feature_version == feature_version:
-        return "unchanged"
+    if same_file and track.status == TrackStatus.OK:
+        # Its labels stay while the missing features are computed.
+        return "unchanged" if has_all else "features"
     if same_file and track.status == TrackStatus.FAILED and not retry_failed:
         return "failed"
     is_new = track.content_hash is None and track.status == TrackStatus.PENDING

@@ -36,7 +36,7 @@ def plan_labelling(session: Session, model: Model, *, relabel: bool = False) -> 
     query = (
         select(Segment.shard_id, Segment.track_id)
         .join(Track, Track.id == Segment.track_id)
-        .where(Track.status == TrackStatus.OK, Track.feature_version == model.feature_version)
+        .where(Track.status == TrackStatus.OK, Segment.feature_version == model.feature_version)
         .distinct()
     )
     if not relabel:

@@ -18,9 +18,9 @@ CPU_QUEUE = "cpu"
 GPU_QUEUE = "gpu"
 
 FUNCTIONS: dict[str, str] = {
-    FEATURIZE_CHUNK: "worker.featurize:featurize_chunk",
-    INFER_SHARD: "worker.inference:infer_shard",
-    TRAIN: "worker.trainjob:train_job",
+    FEATURIZE_CHUNK: "worker.features.featurize:featurize_chunk",
+    INFER_SHARD: "worker.inference.label:infer_shard",
+    TRAIN: "worker.training.job:train_job",
 }
 
 ROUTES: dict[str, dict[str, str]] = {

@@ -4,7 +4,7 @@ cpu: a prefork pool, one process per core by default, one torch thread per proce
 processes are the parallelism). gpu: one prefork process per GPU, each pinned to its GPU
 through CUDA_VISIBLE_DEVICES in the child. CUDA does not survive fork, so the parent never
 imports torch; each child initialises CUDA itself on its first task and keeps its model
-loaded between tasks (worker.inference caches it per process).
+loaded between tasks (worker.inference.label caches it per process).
 """
 
 from __future__ import annotations

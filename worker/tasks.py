@@ -34,7 +34,7 @@ def _id(name: str, value: Any) -> int:
 
 @shared_task(name=FEATURIZE_CHUNK, bind=True, **RETRY_POLICY)
 def featurize_chunk_task(task: Task, batch_id: int, track_ids: list[int]) -> dict[str, Any]:
-    from worker.featurize import featurize_chunk, featurize_redelivered
+    from worker.features.featurize import featurize_chunk, featurize_redelivered
 
     batch_id, track_ids = _id("batch_id", batch_id), _ids("track_ids", track_ids)
     settings = Settings.from_env()
@@ -65,7 +65,7 @@ def _fail_chunk(settings: Settings, batch_id: int, track_ids: list[int], reason:
 
 @shared_task(name=INFER_SHARD, **RETRY_POLICY)
 def infer_shard_task(shard_id: int, model_id: int, track_ids: list[int] | None = None) -> int:
-    from worker.inference import infer_shard
+    from worker.inference.label import infer_shard
 
     return infer_shard(
         Settings.from_env(),
@@ -77,7 +77,7 @@ def infer_shard_task(shard_id: int, model_id: int, track_ids: list[int] | None =
 
 @shared_task(name=TRAIN)
 def train_task(spec: dict[str, Any]) -> dict[str, Any]:
-    from worker.trainjob import TrainSpec, train_job
+    from worker.training.job import TrainSpec, train_job
 
     if not isinstance(spec, dict):
         raise ValueError(f"spec={spec!r} must be a JSON object")

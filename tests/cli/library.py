@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from db.engine import session_scope
 from db.migrate import upgrade
@@ -21,6 +21,9 @@ from genrectl.settings import Settings
 
 GENRES = ["blues", "classical", "jazz", "metal", "pop"]
 THRESHOLD = 0.35
+# The feature version of the seeded model and tracks: rows with no shard file behind them,
+# so that ingest sees the tracks as featurized for the promoted model and nothing reads them.
+SEEDED_VERSION = "seeded"
 
 
 @dataclass(frozen=True)
@@ -54,14 +57,14 @@ def add_model(
     metrics: dict[str, Any] | None = None,
 ) -> int:
     """A model row with no file behind it (enough for everything that reads predictions)."""
-    from worker.features import FeatureParams
+    from worker.features.mel import FeatureParams
 
     with session_scope(settings) as session:
         model = Model(
             name=name,
             arch="cnn",
             classes=classes or GENRES,
-            feature_version=FeatureParams().version,
+            feature_version=SEEDED_VERSION,
             feature_params=FeatureParams().to_dict(),
             path=str(settings.model_dir / f"{name}.pt"),
             sha256="0" * 64,
@@ -83,10 +86,18 @@ def _stamp(path: str) -> tuple[int, int]:
 
 def add_songs(settings: Settings, songs: list[Song], *, model_id: int | None) -> dict[str, int]:
     """Track rows (and the model's prediction for each OK one); returns path -> track id."""
-    from worker.features import FeatureParams
 
     ids: dict[str, int] = {}
+    version = SEEDED_VERSION
     with session_scope(settings) as session:
+        shard = Shard(
+            path=str(settings.shard_dir / "seeded.h5"),
+            sha256="0" * 64,
+            feature_version=version,
+            n_segments=0,
+        )
+        session.add(shard)
+        session.flush()
         for song in songs:
             size, mtime = _stamp(song.path)
             track = Track(
@@ -96,7 +107,6 @@ def add_songs(settings: Settings, songs: list[Song], *, model_id: int | None) ->
                 content_hash=f"{len(ids):064x}",
                 status=song.status,
                 error="cannot decode: broken" if song.status == TrackStatus.FAILED else None,
-                feature_version=FeatureParams().version,
                 duration_s=song.duration_s,
                 artist=song.artist,
                 title=song.title,
@@ -106,6 +116,17 @@ def add_songs(settings: Settings, songs: list[Song], *, model_id: int | None) ->
             session.add(track)
             session.flush()
             ids[song.path] = track.id
+            if song.status == TrackStatus.OK:
+                session.add(
+                    Segment(
+                        track_id=track.id,
+                        shard_id=shard.id,
+                        feature_version=version,
+                        row=0,
+                        index=0,
+                        start_s=0.0,
+                    )
+                )
             if model_id is not None and song.status == TrackStatus.OK:
                 session.add(prediction(track.id, model_id, song.genre, song.confidence))
     return ids
@@ -142,23 +163,24 @@ def add_featurized(settings: Settings, track_ids: list[int], *, segments: int = 
 
     from cli.models import register_model_file
     from db.registry import promote
-    from worker.features import FeatureParams
-    from worker.modelfile import save_model
-    from worker.models import build_model
-    from worker.shards import write_shard
+    from worker.features.mel import FeatureParams
+    from worker.features.shards import write_shard
+    from worker.models.cnn import build_model
+    from worker.models.modelfile import save_model
 
     params = FeatureParams()
     rng = np.random.default_rng(0)
     n = len(track_ids) * segments
     info = write_shard(
         directory=settings.shard_dir,
-        mel=rng.uniform(-80, 0, (n, params.n_mels, params.n_frames)).astype(np.float32),
+        arrays={"mel": rng.uniform(-80, 0, (n, params.n_mels, params.n_frames)).astype(np.float32)},
         track_ids=np.repeat(track_ids, segments),
         segment_index=np.tile(np.arange(segments), len(track_ids)),
         start_s=np.tile(np.arange(segments) * 6.0, len(track_ids)),
         params=params,
     )
     with session_scope(settings) as session:
+        session.execute(delete(Segment).where(Segment.track_id.in_(track_ids)))
         shard = Shard(
             path=str(info.path),
             sha256=info.sha256,
@@ -172,6 +194,7 @@ def add_featurized(settings: Settings, track_ids: list[int], *, segments: int = 
                 Segment(
                     track_id=track_ids[row // segments],
                     shard_id=shard.id,
+                    feature_version=params.version,
                     row=row,
                     index=row % segments,
                     start_s=6.0 * (row % segments),

@@ -62,8 +62,8 @@ def test_shards_hold_every_segment_with_its_checksum(genrectl: Invoke, tmp_path:
     from db.engine import session_scope
     from db.models import Shard
     from genrectl.settings import Settings
-    from worker.features import FeatureParams
-    from worker.shards import open_shard
+    from worker.features.mel import FeatureParams
+    from worker.features.shards import open_shard
 
     root = tmp_path / "music"
     _library(root)

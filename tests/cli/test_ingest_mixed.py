@@ -61,8 +61,8 @@ def test_file_deleted_between_scan_and_decode_is_recorded(genrectl: Invoke, tmp_
     from genrectl.settings import Settings
     from scheduler.batches import plan_ingest
     from scheduler.scan import scan
-    from worker.features import FeatureParams
-    from worker.featurize import featurize_chunk
+    from worker.features.featurize import featurize_chunk
+    from worker.features.mel import FeatureParams
 
     root = tmp_path / "music"
     song = render(root, "wav_pcm16", seconds=7.0)
@@ -70,7 +70,10 @@ def test_file_deleted_between_scan_and_decode_is_recorded(genrectl: Invoke, tmp_
     genrectl("status")  # creates the schema
     with session_scope(settings) as session:
         plan = plan_ingest(
-            session, scan([root]), roots=[str(root)], feature_version=FeatureParams().version
+            session,
+            scan([root]),
+            roots=[str(root)],
+            feature_sets={FeatureParams().version: FeatureParams().to_dict()},
         )
     song.unlink()
     result = featurize_chunk(settings, batch_id=plan.batch_id, track_ids=plan.track_ids)

@@ -15,7 +15,7 @@ from db.models import Track
 from tests.cli.conftest import Invoke, json_of
 from tests.cli.library import Song, seed_library
 from tests.conftest import RenderAudio
-from worker.tagwrite import read_field, write_field
+from worker.audio.tagwrite import read_field, write_field
 
 FORMATS = {"mp3": "mp3", "flac": "flac", "ogg": "ogg_vorbis", "m4a": "m4a_aac"}
 

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from db.registry import starter_metadata
 from tests.cli.conftest import Invoke, json_of
-from tests.worker.test_trainjob import SR, _signal, make_labelled_folder
+from tests.worker.training.test_job import SR, _signal, make_labelled_folder
 
 TINY = ("--epochs", "1", "--batch-size", "8")
 

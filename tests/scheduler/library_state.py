@@ -14,16 +14,16 @@ from db.models import Job, Prediction, Segment, Shard, Track
 from genrectl.settings import Settings
 
 GENRES = ["blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae"]
-TRACK_FIELDS = ("status", "error", "content_hash", "feature_version", "duration_s", "codec")
+TRACK_FIELDS = ("status", "error", "content_hash", "note", "duration_s", "codec")
 
 
 def save_tiny_model(path: Path) -> Path:
     """An untrained, seeded CNN with the default feature parameters: enough to compare runs."""
     import torch
 
-    from worker.features import FeatureParams
-    from worker.modelfile import save_model
-    from worker.models import build_model, get_normalisation, set_normalisation
+    from worker.features.mel import FeatureParams
+    from worker.models.cnn import build_model, get_normalisation, set_normalisation
+    from worker.models.modelfile import save_model
 
     torch.manual_seed(0)
     model = build_model(arch="cnn", n_classes=len(GENRES))
@@ -44,8 +44,8 @@ def save_tiny_model(path: Path) -> Path:
 
 def library_state(settings: Settings) -> dict[str, dict[str, Any]]:
     """Per track path: its row, its segments (index, start, mel) and its prediction."""
-    from worker.features import FeatureParams
-    from worker.shards import open_shard
+    from worker.features.mel import FeatureParams
+    from worker.features.shards import open_shard
 
     params = FeatureParams()
     state: dict[str, dict[str, Any]] = {}
@@ -54,17 +54,17 @@ def library_state(settings: Settings) -> dict[str, dict[str, Any]]:
             state[track.path] = {f: getattr(track, f) for f in TRACK_FIELDS}
             state[track.path]["segments"] = []
             state[track.path]["prediction"] = None
-        columns = (Track.path, Segment.index, Segment.start_s, Segment.row, Shard.path)
+        columns = (Track.path, Segment.feature_version, Segment.index, Segment.start_s)
         rows = session.execute(
-            select(*columns, Shard.sha256)
+            select(*columns, Segment.row, Shard.path, Shard.sha256)
             .join(Segment, Segment.track_id == Track.id)
             .join(Shard, Shard.id == Segment.shard_id)
-            .order_by(Track.path, Segment.index)
+            .order_by(Track.path, Segment.feature_version, Segment.index)
         ).all()
-        for track_path, index, start_s, row, shard_path, sha in rows:
+        for track_path, version, index, start_s, row, shard_path, sha in rows:
             with open_shard(Path(shard_path), params=params, sha256=sha) as reader:
                 mel = reader.read([row])[0]
-            state[track_path]["segments"].append((index, round(start_s, 3), mel))
+            state[track_path]["segments"].append((version, index, round(start_s, 3), mel))
         for track_path, prediction in session.execute(
             select(Track.path, Prediction).join(Prediction, Prediction.track_id == Track.id)
         ):
@@ -77,8 +77,8 @@ def assert_same_library(left: dict[str, dict[str, Any]], right: dict[str, dict[s
     for path, a in left.items():
         b = right[path]
         assert {f: a[f] for f in TRACK_FIELDS} == {f: b[f] for f in TRACK_FIELDS}, path
-        assert [s[:2] for s in a["segments"]] == [s[:2] for s in b["segments"]], path
-        for (_, _, mel_a), (_, _, mel_b) in zip(a["segments"], b["segments"], strict=True):
+        assert [s[:3] for s in a["segments"]] == [s[:3] for s in b["segments"]], path
+        for (*_, mel_a), (*_, mel_b) in zip(a["segments"], b["segments"], strict=True):
             np.testing.assert_allclose(mel_a, mel_b, atol=1e-3, err_msg=path)
         assert (a["prediction"] is None) == (b["prediction"] is None), path
         if a["prediction"] is not None:
@@ -91,8 +91,8 @@ def assert_nothing_lost_or_duplicated(
 ) -> None:
     """Every job of the batch (and of ``others``, batches of the same files) finished, every
     track has whole segments once, every shard is used and passes its checksum."""
-    from worker.features import FeatureParams
-    from worker.shards import open_shard
+    from worker.features.mel import FeatureParams
+    from worker.features.shards import open_shard
 
     with session_scope(settings) as session:
         for batch in (batch_id, *others):

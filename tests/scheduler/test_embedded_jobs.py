@@ -14,7 +14,7 @@ from scheduler.batches import plan_ingest
 from scheduler.scan import scan
 from tests.audio_fixtures import make_bad
 from tests.scheduler.cluster import write_library
-from worker.features import FeatureParams
+from worker.features.mel import FeatureParams
 
 
 def _genrectl(env: dict[str, str], *args: str, expect: int = 0) -> Result:
@@ -33,7 +33,10 @@ def test_reconcile_and_retry_run_locally(tmp_path: Path) -> None:
         # An ingest interrupted once its batch was committed (Ctrl-C, a crash).
         with session_scope(Settings.from_env(env)) as session:
             plan = plan_ingest(
-                session, scan([music]), roots=[str(music)], feature_version=FeatureParams().version
+                session,
+                scan([music]),
+                roots=[str(music)],
+                feature_sets={FeatureParams().version: FeatureParams().to_dict()},
             )
         report = json.loads(_genrectl(env, "reconcile", "--grace", "0", "--json").stdout)
         assert report["requeued"] == {str(plan.batch_id): 3}

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.exc import OperationalError
 
-import worker.featurize
+import worker.features.featurize
 from db.engine import dispose_engines, session_scope
 from db.migrate import upgrade
 from db.models import Job, Track
@@ -18,8 +18,8 @@ from genrectl.settings import Settings
 from scheduler.batches import IngestPlan, plan_ingest
 from scheduler.scan import scan
 from tests.scheduler.cluster import write_library
-from worker.features import FeatureParams
-from worker.featurize import MAX_ATTEMPTS, featurize_redelivered
+from worker.features.featurize import MAX_ATTEMPTS, featurize_redelivered
+from worker.features.mel import FeatureParams
 from worker.tasks import featurize_chunk_task
 
 
@@ -32,7 +32,7 @@ def _planned(tmp_path: Path, n: int) -> tuple[Settings, IngestPlan, list[Path]]:
             session,
             scan([tmp_path / "music"]),
             roots=[str(tmp_path / "music")],
-            feature_version=FeatureParams().version,
+            feature_sets={FeatureParams().version: FeatureParams().to_dict()},
         )
     return settings, plan, paths
 
@@ -78,7 +78,7 @@ def test_a_bug_fails_the_chunk_a_transient_error_leaves_it_queued(
     def fails(*_args: object, **_kwargs: object) -> None:
         raise error
 
-    monkeypatch.setattr(worker.featurize, "featurize_chunk", fails)
+    monkeypatch.setattr(worker.features.featurize, "featurize_chunk", fails)
     try:
         with pytest.raises(type(error)):
             featurize_chunk_task(plan.batch_id, plan.track_ids)  # called directly: no retry

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from worker.datasets import SegmentSet
+from worker.training.datasets import SegmentSet
 
 N_MELS, N_FRAMES = 90, 130
 

@@ -1,0 +1,1 @@
+"""Audio files: decoding into segments, reading and writing their tags."""

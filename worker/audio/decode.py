@@ -1,0 +1,440 @@
+"""Decoding audio files into the 6 s mono segments the model sees.
+
+Rules (the README repeats them):
+
+- Decoders: soundfile (libsndfile) for .wav .flac .ogg .opus .mp3 .aiff .au and their aliases;
+  PyAV (ffmpeg) for everything else (.m4a AAC/ALAC, .aac, .wma, ...) and for any file
+  soundfile refuses to open.
+- Mono is the mean of the channels; the rate is converted to ``params.sample_rate`` with
+  ``torchaudio`` (Hann-windowed sinc, the transform cached per rate pair).
+- Segments lie on a grid of ``params.segment_seconds`` starting at 0, without overlap. The
+  remainder after the last full segment is dropped. A track shorter than one segment but at
+  least ``min_seconds`` long becomes one zero-padded segment; a shorter one is unusable.
+  With more full segments than ``max_segments``, the segments at indices
+  ``round(linspace(0, n - 1, max_segments))`` are used, so the result is deterministic and
+  always spans the track from the first segment to the last.
+- A track whose used audio peaks below -60 dBFS is silent, hence unusable.
+- Memory is bounded by ``max_segments``, not by the file's length: only the windows needed
+  are read (soundfile seeks; PyAV streams frame by frame and keeps only the windows in
+  progress). Each window carries a little context on both sides so that resampling and
+  MP3 decoder warm-up make it identical to slicing the fully decoded, resampled track.
+- A file whose audio ends more than 0.5 s before its header says is truncated.
+- Every failure is a DecodeError (UnusableAudioError for silent or too short audio) whose
+  reason is one line under 200 characters.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Protocol
+
+import av
+import numpy as np
+import soundfile
+import torch
+import torchaudio
+
+from genrectl.errors import DecodeError, UnusableAudioError
+from worker.audio.windows import WindowSpec, plan_segments
+from worker.features.mel import FeatureParams
+
+SOUNDFILE_EXTENSIONS = frozenset(
+    {".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".aifc"}
+    | {".au", ".snd"}
+)
+SILENCE_DBFS = -60.0
+TRUNCATION_TOLERANCE_S = 0.5
+_MAX_REASON = 200
+# Context read before each window, in source samples: two MP3 frames, so that mpg123's
+# output after a seek equals its output when decoding from the start.
+_WARMUP_SAMPLES = 2304
+# Integer PCM scale by sample format (PyAV's names without the planar "p").
+_PCM_SCALE = {"u8": 128.0, "s16": 32768.0, "s32": 2147483648.0, "s64": 2.0**63}
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """What a file holds. duration_s is in seconds, sample_rate in Hz.
+
+    codec and container are lower-case names from the decoder that reads the file, e.g.
+    ``pcm_16``/``wav`` or ``vorbis``/``ogg`` from soundfile, ``aac``/``mov`` from PyAV.
+    """
+
+    sample_rate: int
+    channels: int
+    duration_s: float
+    codec: str
+    container: str
+
+
+@dataclass(frozen=True)
+class DecodedTrack:
+    """A track's segments: audio is float32 [len(starts_s), segment_samples], mono, at the
+    target rate; starts_s are segment start times in seconds on the segment grid."""
+
+    info: AudioInfo
+    starts_s: list[float]
+    audio: np.ndarray
+
+
+def _reason(text: str) -> str:
+    """One line under 200 characters."""
+    line = " ".join(text.split()) or "unknown error"
+    return line if len(line) < _MAX_REASON else line[: _MAX_REASON - 4] + "..."
+
+
+class _RefusedError(Exception):
+    """A decoder cannot open the file at all (another may)."""
+
+
+def _libsndfile_reason(exc: Exception) -> str:
+    reason = str(getattr(exc, "error_string", exc))
+    # libsndfile's message for data it cannot parse misleads when the file plainly exists.
+    if "does not exist" in reason:
+        return "unrecognised data"
+    return reason.removeprefix("Error : ").rstrip(".")
+
+
+@dataclass(frozen=True)
+class _Window:
+    """Source samples [start, stop) to read; the window's ``samples`` at the target rate start
+    ``trim`` samples into the resampled source; the window's own audio ends at ``core_stop``."""
+
+    start: int
+    stop: int
+    core_stop: int
+    trim: int
+    samples: int
+    repeat: bool = False  # fill a window the track is too short for with the track again
+
+
+class _Reader(Protocol):
+    info: AudioInfo
+    frames: int
+
+    def windows(self, spans: Sequence[tuple[int, int]]) -> Iterator[np.ndarray]: ...
+
+    def close(self) -> None: ...
+
+
+class _SoundFileReader:
+    """Seeks to each window and reads only it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            self._file = soundfile.SoundFile(str(path))
+        except (soundfile.LibsndfileError, RuntimeError, TypeError) as exc:
+            raise _RefusedError(_libsndfile_reason(exc)) from exc
+        self.frames = self._file.frames
+        self.info = AudioInfo(
+            sample_rate=self._file.samplerate,
+            channels=self._file.channels,
+            duration_s=self.frames / self._file.samplerate,
+            codec=self._file.subtype.lower(),
+            container=self._file.format.lower(),
+        )
+
+    def windows(self, spans: Sequence[tuple[int, int]]) -> Iterator[np.ndarray]:
+        for start, stop in spans:
+            try:
+                self._file.seek(start)
+                block = self._file.read(stop - start, dtype="float32", always_2d=True)
+            except (soundfile.LibsndfileError, RuntimeError) as exc:
+                rate = self.info.sample_rate
+                where = f"between {start / rate:.1f} s and {stop / rate:.1f} s"
+                reason = _reason(f"read failed {where}: {_libsndfile_reason(exc)}")
+                raise DecodeError(self.path, reason) from None
+            yield block.mean(axis=1, dtype=np.float32)
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def _frame_mono(frame: av.AudioFrame) -> np.ndarray:
+    """A decoded frame as float32 mono samples (full scale 1.0)."""
+    name = frame.format.name[:-1] if frame.format.is_planar else frame.format.name
+    data = frame.to_ndarray()
+    if not frame.format.is_planar:
+        data = data.reshape(-1, frame.layout.nb_channels).T
+    samples = data.astype(np.float32)
+    if name == "u8":
+        samples -= 128.0
+    samples /= _PCM_SCALE.get(name, 1.0)
+    return samples.mean(axis=0)
+
+
+class _PyAVReader:
+    """Decodes frame by frame from the start, keeping only the windows in progress."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._container = self._open()
+        try:
+            self.frames, self.info = self._describe()
+        except DecodeError:
+            self.close()
+            raise
+
+    def _describe(self) -> tuple[int, AudioInfo]:
+        stream = self._container.streams.audio[0]
+        context = stream.codec_context
+        if not context.sample_rate or not context.channels:
+            raise DecodeError(self.path, "audio stream has no sample rate or no channels")
+        rate = context.sample_rate
+        if stream.duration is not None and stream.time_base is not None:
+            frames = round(stream.duration * stream.time_base * rate)
+        elif self._container.duration is not None:
+            frames = round(self._container.duration / av.time_base * rate)
+        else:
+            frames = self._count_samples()
+        info = AudioInfo(
+            sample_rate=rate,
+            channels=context.channels,
+            duration_s=frames / rate,
+            codec=context.name,
+            container=self._container.format.name.split(",")[0],
+        )
+        return frames, info
+
+    def _open(self) -> av.container.InputContainer:
+        try:
+            container = av.open(str(self.path), metadata_errors="ignore")
+        except (av.FFmpegError, OSError, UnicodeDecodeError) as exc:
+            raise _RefusedError(getattr(exc, "strerror", None) or str(exc)) from exc
+        if not container.streams.audio:
+            container.close()
+            raise DecodeError(self.path, "no audio stream")
+        return container
+
+    def _frames(self) -> Iterator[np.ndarray]:
+        stream = self._container.streams.audio[0]
+        try:
+            for frame in self._container.decode(stream):
+                yield _frame_mono(frame)
+        except (av.FFmpegError, ValueError) as exc:
+            reason = getattr(exc, "strerror", None) or str(exc)
+            raise DecodeError(self.path, _reason(f"decoding failed: {reason}")) from None
+
+    def _count_samples(self) -> int:
+        """Length unknown to the container: one decoding pass to count, then start over."""
+        total = sum(len(chunk) for chunk in self._frames())
+        self._container.close()
+        self._container = self._open()
+        return total
+
+    def windows(self, spans: Sequence[tuple[int, int]]) -> Iterator[np.ndarray]:
+        active: list[tuple[int, int, list[np.ndarray]]] = []
+        pending = list(spans)[::-1]
+        done = 0
+        position = 0
+        for chunk in self._frames():
+            end = position + len(chunk)
+            while pending and pending[-1][0] < end:
+                active.append((*pending.pop(), []))
+            for start, stop, parts in active:
+                lo, hi = max(start, position), min(stop, end)
+                if lo < hi:
+                    parts.append(chunk[lo - position : hi - position])
+            position = end
+            while active and active[0][1] <= position:
+                yield np.concatenate(active.pop(0)[2])
+                done += 1
+            if done == len(spans):
+                return
+        for _, _, parts in active:
+            yield np.concatenate(parts) if parts else np.zeros(0, np.float32)
+        for _ in pending:
+            yield np.zeros(0, np.float32)
+
+    def close(self) -> None:
+        self._container.close()
+
+
+def _open(path: Path) -> contextlib.closing[_Reader]:
+    """soundfile first when the extension is one it reads, then PyAV."""
+    if not path.is_file():
+        raise DecodeError(path, "not a file" if path.exists() else "file not found")
+    if path.stat().st_size == 0:
+        raise DecodeError(path, "empty file")
+    refusals = []
+    if path.suffix.lower() in SOUNDFILE_EXTENSIONS:
+        try:
+            return contextlib.closing(_SoundFileReader(path))
+        except _RefusedError as exc:
+            refusals.append(f"libsndfile: {exc}")
+    try:
+        return contextlib.closing(_PyAVReader(path))
+    except _RefusedError as exc:
+        refusals.append(f"ffmpeg: {exc}")
+    raise DecodeError(path, _reason(f"not a readable audio file ({'; '.join(refusals)})"))
+
+
+def probe(path: Path) -> AudioInfo:
+    """Rate, channels, duration and codec of an audio file, reading as little as it can.
+
+    Raises DecodeError(path, reason) when the file is missing, empty or not decodable audio.
+    """
+    with _open(path) as reader:
+        return reader.info
+
+
+@functools.lru_cache(maxsize=16)
+def _resampler(source_rate: int, target_rate: int) -> torchaudio.transforms.Resample:
+    return torchaudio.transforms.Resample(orig_freq=source_rate, new_freq=target_rate)
+
+
+def _plan_windows(
+    starts_s: Sequence[float], *, rate: int, frames: int, target_rate: int, samples: int
+) -> list[_Window]:
+    """Source windows for the ``samples``-long windows at ``target_rate`` starting at
+    ``starts_s``.
+
+    Resampling maps source sample ``k * step_in`` exactly onto target sample ``k * step_out``;
+    windows start on those aligned samples, less a context of whole steps.
+    """
+    common = math.gcd(rate, target_rate)
+    step_in, step_out = rate // common, target_rate // common
+    context = math.ceil(_WARMUP_SAMPLES / step_in)
+    windows = []
+    for start_s in starts_s:
+        first = round(start_s * target_rate)
+        aligned = first // step_out
+        begin = max(0, aligned - context)
+        core_stop = min(frames, math.ceil((first + samples) * rate / target_rate))
+        windows.append(
+            _Window(
+                start=begin * step_in,
+                stop=min(frames, core_stop + context * step_in),
+                core_stop=core_stop,
+                trim=first - begin * step_out,
+                samples=samples,
+            )
+        )
+    return windows
+
+
+def _segment(
+    path: Path, mono: np.ndarray, *, window: _Window, rate: int, target_rate: int
+) -> np.ndarray:
+    """One window at the target rate from its decoded source: checked, resampled, trimmed."""
+    short = window.start + len(mono) < window.core_stop - TRUNCATION_TOLERANCE_S * rate
+    if short or len(mono) == 0:
+        ends, claims = (window.start + len(mono)) / rate, window.core_stop / rate
+        raise DecodeError(path, f"truncated: audio ends at {ends:.1f} s, expected {claims:.1f} s")
+    if not np.isfinite(mono).all():
+        raise DecodeError(path, "non-finite samples (NaN or infinity)")
+    with torch.inference_mode():
+        resampled = _resampler(rate, target_rate)(torch.from_numpy(mono)).numpy()
+    segment = np.zeros(window.samples, np.float32)
+    piece = resampled[window.trim : window.trim + window.samples]
+    if window.repeat and 0 < len(piece) < window.samples:
+        return np.resize(piece, window.samples).astype(np.float32, copy=False)
+    segment[: len(piece)] = piece
+    return segment
+
+
+def _check_level(path: Path, audio: Sequence[np.ndarray]) -> None:
+    peak = max(float(np.abs(block).max()) for block in audio)
+    level = 20 * math.log10(peak) if peak > 0 else -math.inf
+    if level < SILENCE_DBFS:
+        shown = "-inf" if level == -math.inf else f"{level:.1f}"
+        raise UnusableAudioError(path, f"silent: peak {shown} dBFS")
+
+
+@dataclass(frozen=True)
+class DecodedWindows:
+    """One WindowSpec's windows: audio float32 [len(starts_s), samples], mono at the decode's
+    rate; ``padded`` when the track is shorter than one window (zeros after its end)."""
+
+    starts_s: list[float]
+    audio: np.ndarray
+    padded: bool
+
+
+def load_windows(
+    path: Path,
+    *,
+    sample_rate: int,
+    specs: Sequence[WindowSpec],
+    min_seconds: float,
+) -> tuple[AudioInfo, list[DecodedWindows]]:
+    """Decode, in one pass over the file, the windows every spec of ``specs`` selects.
+
+    Returns the file's AudioInfo and, per spec, its windows at ``sample_rate`` Hz. Raises
+    UnusableAudioError when the track is shorter than ``min_seconds`` or silent, DecodeError
+    for any other failure.
+    """
+    with _open(path) as reader:
+        info = reader.info
+        plans = [_starts(path, info, spec, min_seconds) for spec in specs]
+        windows = [
+            (i, row, replace(window, repeat=spec.fill == "repeat"))
+            for i, (spec, starts) in enumerate(zip(specs, plans, strict=True))
+            for row, window in enumerate(
+                _plan_windows(
+                    starts,
+                    rate=info.sample_rate,
+                    frames=reader.frames,
+                    target_rate=sample_rate,
+                    samples=round(spec.seconds * sample_rate),
+                )
+            )
+        ]
+        # One pass: readers take spans in order of their start (PyAV streams from the start).
+        windows.sort(key=lambda item: (item[2].start, item[2].stop))
+        audio = [
+            np.empty((len(starts), round(spec.seconds * sample_rate)), np.float32)
+            for spec, starts in zip(specs, plans, strict=True)
+        ]
+        decoded = reader.windows([(w.start, w.stop) for _, _, w in windows])
+        for (i, row, window), mono in zip(windows, decoded, strict=True):
+            audio[i][row] = _segment(
+                path, mono, window=window, rate=info.sample_rate, target_rate=sample_rate
+            )
+    _check_level(path, audio)
+    return info, [
+        DecodedWindows(starts, block, padded=info.duration_s < spec.seconds - 1e-9)
+        for spec, starts, block in zip(specs, plans, audio, strict=True)
+    ]
+
+
+def _starts(path: Path, info: AudioInfo, spec: WindowSpec, min_seconds: float) -> list[float]:
+    starts = plan_segments(
+        duration_s=info.duration_s,
+        segment_seconds=spec.seconds,
+        max_segments=spec.max_windows,
+        min_seconds=min(min_seconds, spec.seconds),
+        hop_seconds=spec.hop_seconds,
+    )
+    if not starts or info.duration_s < min_seconds:
+        shown = math.floor(info.duration_s * 10) / 10
+        raise UnusableAudioError(path, f"too short: {shown:.1f} s (minimum {float(min_seconds)} s)")
+    return starts
+
+
+def load_segments(
+    path: Path,
+    *,
+    params: FeatureParams,
+    max_segments: int,
+    min_seconds: float,
+    hop_seconds: float | None = None,
+) -> DecodedTrack:
+    """Decode the segments of ``path`` that the rules above select (see the module docstring;
+    ``hop_seconds`` shorter than a segment makes them overlap, see ``plan_segments``).
+
+    Returns float32 mono audio [n, params.segment_samples] at params.sample_rate, 1 <= n <=
+    max_segments. Raises UnusableAudioError when the track is shorter than ``min_seconds``
+    or silent, DecodeError for any other failure.
+    """
+    spec = WindowSpec(params.segment_seconds, max_segments, hop_seconds)
+    info, (windows,) = load_windows(
+        path, sample_rate=params.sample_rate, specs=[spec], min_seconds=min_seconds
+    )
+    return DecodedTrack(info=info, starts_s=windows.starts_s, audio=windows.audio)

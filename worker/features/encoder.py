@@ -1,0 +1,158 @@
+"""Encoder features: a pretrained encoder's outputs for each window of a track.
+
+The encoder runs at featurize time and its outputs are what a shard stores: a few KB per
+window (the class logits and an embedding) instead of the ~256 KB of its input spectrogram,
+so inference and training a head read small vectors and never run the encoder again
+(README: "Models and accuracy" has the measurements behind this choice).
+
+Audio reaches the encoder through the same 22050 Hz mono decode as the reference mel, then
+is resampled to the encoder's rate: every track, whatever its source rate, then holds the
+same band (up to 11 kHz) as GTZAN, the data the heads are trained on.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import Any, ClassVar
+
+import numpy as np
+
+from worker.audio.windows import WindowSpec
+from worker.models.encoders import encoder_spec
+
+# Bump when the code computing encoder features changes in a way the parameters miss.
+ENCODER_CODE_VERSION = 1
+# The resampler from the decode's rate to the encoder's (librosa's "kaiser_best"): torchaudio's
+# default (Hann, width 6, rolloff 0.99) leaks energy above the source's Nyquist into the
+# encoder's spectrogram, which moved AudioSet probabilities by up to 0.46 on GTZAN tracks;
+# this one matches soxr to 1e-3 in the log-mel.
+KAISER_BEST: dict[str, Any] = {
+    "lowpass_filter_width": 64,
+    "rolloff": 0.9475937167399596,
+    "resampling_method": "sinc_interp_kaiser",
+    "beta": 14.769656459379492,
+}
+
+
+@dataclass(frozen=True)
+class EncoderParams:
+    """How a track becomes encoder outputs, one row per window.
+
+    encoder: the shipped encoder's name (``worker.models.encoders``); weights_sha256: the
+    weights it must run with. sample_rate: Hz the audio is decoded to before the encoder's
+    own resampling. window_seconds, hop_seconds, max_windows: the windows of a track (see
+    ``plan_segments``): ``window_seconds`` long every ``hop_seconds``, at most
+    ``max_windows`` evenly spaced over a long track (which bounds its cost); a track shorter
+    than a window fills it with itself repeated (``fill``: measured better than zeros, which
+    the encoder reads as silence). outputs: the encoder outputs stored per window. Raises
+    ValueError naming a bad value.
+    """
+
+    kind: ClassVar[str] = "encoder"
+
+    encoder: str = "mn04"
+    weights_sha256: str = encoder_spec("mn04").sha256
+    sample_rate: int = 22050
+    window_seconds: float = 10.0
+    hop_seconds: float = 10.0
+    max_windows: int = 6
+    fill: str = "repeat"
+    outputs: tuple[str, ...] = ("logits", "emb512")
+
+    def __post_init__(self) -> None:
+        spec = encoder_spec(self.encoder)
+        object.__setattr__(self, "outputs", tuple(self.outputs))
+        unknown = sorted(set(self.outputs) - set(spec.output_sizes))
+        if unknown or not self.outputs:
+            raise ValueError(
+                f"outputs={list(self.outputs)!r} must name some of {list(spec.output_sizes)}"
+            )
+        for name in ("window_seconds", "hop_seconds"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+                raise ValueError(f"{name}={value!r} must be a positive number of seconds")
+            object.__setattr__(self, name, float(value))
+        if self.hop_seconds > self.window_seconds:
+            raise ValueError(
+                f"hop_seconds={self.hop_seconds} must not exceed window_seconds="
+                f"{self.window_seconds}"
+            )
+        for name in ("sample_rate", "max_windows"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name}={value!r} must be a positive integer")
+
+    @property
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        """The arrays stored per window and their shapes, e.g. ``{"logits": (527,)}``."""
+        sizes = encoder_spec(self.encoder).output_sizes
+        return {name: (sizes[name],) for name in self.outputs}
+
+    def window_spec(self, *, max_windows: int | None = None) -> WindowSpec:
+        """The windows of a track the encoder runs on (``max_windows`` overrides the cap)."""
+        cap = max_windows or self.max_windows
+        return WindowSpec(self.window_seconds, cap, self.hop_seconds, fill=self.fill)
+
+    @property
+    def version(self) -> str:
+        """12 hex characters identifying these parameters and the encoder code version."""
+        canonical = json.dumps(
+            {**self.to_dict(), "code_version": ENCODER_CODE_VERSION},
+            sort_keys=True,
+            separators=(",", ":"),
+        )
+        return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready, with ``kind``; ``feature_set_from_dict`` reverses it."""
+        data = asdict(self)
+        data["outputs"] = list(self.outputs)
+        return {"kind": self.kind, **data}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> EncoderParams:
+        """Build from ``to_dict``'s output; unknown fields and bad values raise ValueError."""
+        values = {k: v for k, v in data.items() if k != "kind"}
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown encoder parameter {unknown[0]!r}; known: {sorted(known)}")
+        if "outputs" in values:
+            values["outputs"] = tuple(values["outputs"])
+        return cls(**values)
+
+
+def encoder_outputs(*, audio: np.ndarray, params: EncoderParams) -> dict[str, np.ndarray]:
+    """Run the encoder on each window: ``audio`` float32 ``[n, samples]`` mono at
+    ``params.sample_rate`` Hz → ``{output: float32 [n, size]}`` for ``params.outputs``.
+
+    The encoder is loaded once per process (its weights checked against
+    ``params.weights_sha256``) and runs on the CPU without autograd.
+    """
+    import torch
+
+    encoder, resample = _runtime(params.encoder, params.weights_sha256, params.sample_rate)
+    with torch.inference_mode():
+        waveform = resample(torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)))
+        outputs = encoder(waveform)
+    return {name: getattr(outputs, name).float().numpy() for name in params.outputs}
+
+
+@functools.lru_cache(maxsize=2)
+def _runtime(name: str, sha256: str, sample_rate: int) -> tuple[Any, Any]:
+    """(encoder module, resampler from ``sample_rate`` to the encoder's rate), built once."""
+    import torchaudio
+
+    from worker.models.encoders.mn04 import load_mn04
+
+    spec = encoder_spec(name)
+    encoder = load_mn04(weights_path=spec.weights_path, expected_sha256=sha256)
+    resample = torchaudio.transforms.Resample(
+        orig_freq=sample_rate, new_freq=spec.sample_rate, **KAISER_BEST
+    )
+    return encoder, resample

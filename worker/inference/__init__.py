@@ -1,0 +1,1 @@
+"""Inference: label tracks with the promoted model."""

@@ -1,0 +1,1 @@
+"""Models: the reference CNNs, pretrained encoders and their genre heads, model files."""

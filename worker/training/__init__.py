@@ -1,0 +1,1 @@
+"""Training: datasets and splits, the training cache, the loop, evaluation, the job."""
