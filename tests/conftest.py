@@ -33,3 +33,21 @@ def bad_audio(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]
     """``bad_audio(kind) -> Path``: a broken or unusable file (tests/audio_fixtures.BAD_KINDS)."""
     directory = tmp_path_factory.mktemp("bad-audio")
     return lambda kind: make_bad(directory / kind, kind)
+
+
+@pytest.fixture(scope="session")
+def speech_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A spoken sentence from espeak-ng (installed by the test set-up where allowed), as a
+    22050 Hz WAV of about 8 s."""
+    import subprocess
+
+    from tests.system_packages import require_program
+
+    espeak = require_program("espeak-ng", package="espeak-ng")
+    path = tmp_path_factory.mktemp("speech") / "speech.wav"
+    text = (
+        "Good evening. Here is the news. The city council met today to discuss the new "
+        "library, which will open next spring with longer hours and a larger reading room."
+    )
+    subprocess.run([espeak, "-w", str(path), text], check=True, capture_output=True, timeout=60)
+    return path

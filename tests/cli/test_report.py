@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import pytest
 
 from tests.cli.conftest import Invoke, json_of
 from tests.cli.library import Song, home_settings, seed_library
+from tests.system_packages import require_program
 
 CHROMIUM = "/usr/bin/chromium"
 BAR_BLUE = (0x4C, 0x72, 0xB0)  # the genre chart's bars (cli/reportpage.py)
@@ -67,32 +67,11 @@ def test_report_without_metrics_or_model_says_so(genrectl: Invoke, tmp_path: Pat
     assert "The model recorded no confusion matrix." in html and html.count("<img") == 2
 
 
-def _install_chromium() -> None:
-    in_ci = os.environ.get("CI") == "true"
-    allowed = os.environ.get("GENRECTL_INSTALL_CHROMIUM") == "1" or in_ci
-    if not (allowed and os.geteuid() == 0 and shutil.which("apt-get")):
-        pytest.skip(
-            "chromium is not installed: `apt-get install chromium`, or run the tests as root "
-            "with CI=true or GENRECTL_INSTALL_CHROMIUM=1 to let them install it"
-        )
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for command in (
-        ["apt-get", "update", "-q"],
-        ["apt-get", "install", "-y", "-q", "--no-install-recommends", "chromium"],
-    ):
-        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
-        if done.returncode:
-            reason = f"`{' '.join(command)}` failed: {done.stderr.strip()[-300:]}"
-            if in_ci:  # CI must not pass by skipping
-                pytest.fail(reason)
-            pytest.skip(reason)
-
-
 @pytest.fixture(scope="session")
 def chromium() -> str:
     """Debian's chromium, installed with apt-get where the set-up is allowed to."""
     if not os.access(CHROMIUM, os.X_OK):
-        _install_chromium()
+        require_program("chromium", package="chromium")
     return CHROMIUM
 
 

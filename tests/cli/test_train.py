@@ -12,7 +12,9 @@ from db.registry import starter_metadata
 from tests.cli.conftest import Invoke, json_of
 from tests.worker.training.test_job import SR, _signal, make_labelled_folder
 
-TINY = ("--epochs", "1", "--batch-size", "8")
+# The CNN path (the default arch is a head on mn04; its tests are in test_train_heads.py).
+FAST = ("--epochs", "1", "--batch-size", "8")
+TINY = ("--arch", "gapcnn", *FAST)
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +75,9 @@ def test_train_prints_a_summary(genrectl: Invoke, tmp_path: Path) -> None:
         (("--segment-seconds", "5"), "5 is not supported yet: only 6"),
         (("--from-library",), "exactly one"),
         (("--folds", "2", "--split-file", "{data}"), "cannot be cross-validated"),
-        (("--pretrained", "{data}/noise/noise.00000.wav"), "not gapcnn"),
+        (("--arch", "gapcnn", "--pretrained", "{data}/noise/noise.00000.wav"), "not gapcnn"),
+        (("--arch", "gapcnn", "--variants", "mp3-128k"), "train genre heads"),
+        (("--folds", "{data}/nofile.csv"), "neither a number of folds nor a fold file"),
         (("--split-file", "{data}/noise/noise.00000.wav"), "three files"),
         (("--split-file", "{data}"), "has no train file"),
         (("--name", "bad name!"), "name='bad name!'"),
@@ -180,7 +184,7 @@ def test_evaluate_scores_a_model_on_a_folder(
 
 def _reference_table(genrectl: Invoke, data: Path, out: Path, *archs: str) -> dict:
     flags = [f"--arch={a}" for a in archs]
-    args = ("experiment", "reference-table", str(data), *TINY, *flags, "--output-dir", str(out))
+    args = ("experiment", "reference-table", str(data), *FAST, *flags, "--output-dir", str(out))
     return json_of(genrectl(*args, "--json"))
 
 
@@ -202,7 +206,7 @@ def test_reference_table_all_six(genrectl: Invoke, labelled: Path, tmp_path: Pat
         *[("cnn", "native")] * 3,
         *[("densenet121", "224")] * 3,
     ]
-    text = genrectl("experiment", "reference-table", str(labelled), *TINY, "--arch", "cnn").stdout
+    text = genrectl("experiment", "reference-table", str(labelled), *FAST, "--arch", "cnn").stdout
     assert "65.8%" in text and "reference" in text
 
 
