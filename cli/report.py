@@ -127,6 +127,38 @@ def _confidence(data: dict[str, Any]) -> str:
     return "<h2>Confidence</h2>" + confidence_chart(data["confidences"], data["threshold"])
 
 
+def _out_of_fold(metrics: dict[str, Any]) -> str:
+    """The cross-validated scores of a head model's recipe, side by side with the zero-shot
+    model and the MFCC baseline on the same folds, per source folder."""
+    from cli.reportpage import pct, table
+
+    cv = metrics.get("cross_validation")
+    if not isinstance(cv, dict) or not isinstance(cv.get("scores"), dict):
+        return ""
+    scores = cv["scores"]
+    if "model" not in scores:
+        return ""
+    sources = sorted(scores["model"].get("by_source", {}))
+    rows = []
+    for name, label in (
+        ("model", "this model's recipe"),
+        ("zeroshot", "zero-shot"),
+        ("baseline", "MFCC baseline"),
+    ):
+        score = scores.get(name)
+        if isinstance(score, dict):
+            by_source = score.get("by_source", {})
+            rows.append(
+                [label, pct(score.get("accuracy"))]
+                + [pct(by_source.get(s, {}).get("accuracy")) for s in sources]
+                + [pct(score.get("macro_recall"))]
+            )
+    columns = ["out of fold", "all tracks", *sources, "per-genre mean"]
+    return f"<h3>Out of fold: {escape(str(cv.get('fold_source', '')))}</h3>" + table(
+        columns, rows, numeric=frozenset(range(1, len(columns)))
+    )
+
+
 def _model(data: dict[str, Any]) -> str:
     from cli.reportpage import confusion_chart, note, pct, table
 
@@ -141,10 +173,10 @@ def _model(data: dict[str, Any]) -> str:
         ["track accuracy", pct(metrics.get("track_accuracy"))],
         ["segment accuracy", pct(metrics.get("segment_accuracy"))],
         ["baseline track accuracy", pct((baseline or {}).get("track_accuracy"))],
-        ["test tracks", metrics.get("n_tracks", "–")],
+        ["tracks scored", metrics.get("n_tracks", "–")],
         ["evaluated on", metrics.get("evaluated_on", "–")],
     ]
-    html = "<h2>Model</h2>" + table(["", ""], facts)
+    html = "<h2>Model</h2>" + table(["", ""], facts) + _out_of_fold(metrics)
     confusion = confusion_of(model)
     if confusion is None:
         html += note("The model recorded no confusion matrix.")

@@ -40,7 +40,9 @@ from worker.training.heads import (
     choose,
     fit_linear,
     macro_recall,
+    stacked_inputs,
     track_scores,
+    weights,
 )
 from worker.training.runs import TrainReporter
 
@@ -148,12 +150,11 @@ def fit_on(
     choice = choose(
         train, hd.labels, hd.groups, recipe=recipe, n_classes=n_classes, prior=prior, seed=seed
     )
-    from worker.training.heads import _inputs, _weights
 
     fitted = fit_linear(
-        _inputs(train, recipe.inputs),
+        stacked_inputs(train, recipe.inputs),
         hd.labels[train.owner],
-        _weights(train.owner, hd.labels[train.owner], n_classes),
+        weights(train.owner, hd.labels[train.owner], n_classes),
         n_classes=n_classes,
         l2=choice.l2,
         max_iter=recipe.max_iter,

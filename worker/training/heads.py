@@ -37,7 +37,7 @@ class HeadRecipe:
 
     inputs: tuple[str, ...] = ("emb512",)
     l2s: tuple[float, ...] = (1e-3, 1e-2, 1e-1)
-    prior_weights: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0)
+    prior_weights: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0)
     temperature: float = 1.0
     inner_folds: int = 4
     variants: tuple[str, ...] = ()
@@ -80,7 +80,7 @@ class Rows:
         )
 
 
-def _weights(owner: np.ndarray, labels: np.ndarray, n_classes: int) -> np.ndarray:
+def weights(owner: np.ndarray, labels: np.ndarray, n_classes: int) -> np.ndarray:
     """Per row: 1 / (its track's rows) x 1 / (its genre's tracks), normalised to mean 1."""
     tracks, rows_per_track = np.unique(owner, return_counts=True)
     per_track = dict(zip(tracks.tolist(), rows_per_track.tolist(), strict=True))
@@ -92,7 +92,7 @@ def _weights(owner: np.ndarray, labels: np.ndarray, n_classes: int) -> np.ndarra
     return weights / weights.mean()
 
 
-def _inputs(rows: Rows, inputs: Sequence[str]) -> np.ndarray:
+def stacked_inputs(rows: Rows, inputs: Sequence[str]) -> np.ndarray:
     return np.concatenate([np.asarray(rows.arrays[n], dtype=np.float32) for n in inputs], axis=1)
 
 
@@ -209,8 +209,8 @@ def choose(
     masks = group_kfold(
         tracks.tolist(), [groups[t] for t in tracks], k=recipe.inner_folds, seed=seed
     )
-    weights_all = _weights(rows.owner, labels[rows.owner], n_classes)
-    features = _inputs(rows, recipe.inputs) if recipe.inputs else None
+    weights_all = weights(rows.owner, labels[rows.owner], n_classes)
+    features = stacked_inputs(rows, recipe.inputs) if recipe.inputs else None
     prior_weights = recipe.prior_weights if prior is not None else (0.0,)
     l2s = recipe.l2s if features is not None else (0.0,)
     scores: dict[tuple[float, float], list[np.ndarray]] = {}

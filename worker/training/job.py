@@ -32,6 +32,7 @@ from worker.features.sets import FeatureSet
 from worker.models.encoders import HEAD_ARCHS
 from worker.training.data import FeatureStore, TrainingData, folder_data, library_data
 from worker.training.datasets import Split, kfold, split_tracks
+from worker.training.folds import fold_splits, read_fold_file
 from worker.training.loop import TrainConfig
 from worker.training.runs import (
     SplitRun,
@@ -281,6 +282,17 @@ class _Trained:
     cv: dict[str, Any] | None
 
 
+def _cv_splits(spec: TrainSpec, data: TrainingData, *, seed: int) -> list[Split]:
+    """K stratified folds, or the folds of the fold file (with validation carved out of each
+    training part); tracks the file does not name are in no fold."""
+    if spec.fold_file:
+        assignment = read_fold_file(Path(spec.fold_file))
+        splits, _ = fold_splits(data.keys, data.genres, assignment, seed=seed)
+        return splits
+    assert spec.folds is not None
+    return kfold(data.keys, data.genres, k=spec.folds, seed=seed)
+
+
 def _job_config(settings: Settings, spec: TrainSpec) -> TrainConfig:
     """The spec's config on this host: its device, its view of the pretrained file."""
     pretrained = spec.config.pretrained
@@ -305,9 +317,10 @@ def _train(
         "hop_seconds": spec.window_hop,
     }
     cv = None
-    if spec.folds:
-        splits = kfold(data.keys, data.genres, k=spec.folds, seed=config.seed)
+    if spec.folds or spec.fold_file:
+        splits = _cv_splits(spec, data, seed=config.seed)
         cv = cross_validate(data, store, splits, checkpoints=checkpoints, **options)
+        cv["fold_source"] = spec.fold_file or f"{spec.folds} folds stratified by genre"
     split, split_info = choose_split(spec, data)
     fingerprint = run_fingerprint(
         data, split, augment=spec.augment, params=store.params, hop_seconds=spec.window_hop
