@@ -1,4 +1,4 @@
-"""What the pretrained encoder costs: featurizing and labelling per track, and bytes on disk.
+"""What the pretrained encoders cost: featurizing and labelling per track, bytes on disk.
 
     .venv/bin/python bench/bench_encoder.py [--gtzan DIR] [--tracks N]
 
@@ -6,11 +6,11 @@ On one torch thread, over GTZAN's 30 s WAVs (or generated tunes without --gtzan)
 side in one run:
 
 - featurize per track (decode once → features → shard), for the reference mel alone (what
-  ingest computed before encoders), mn04's outputs alone (what the mn04 models need), and
-  both from one decode;
+  ingest computed for the gapcnn starter), mn04 alone, mn04 and msd_fcn (what the
+  encoder-head starter needs), and all three from one decode;
 - label per track from stored rows: the gapcnn starter's recipe on 5 mel segments against
-  a genre head on 3 mn04 windows;
-- the encoder's own cost per 10 s window: front end and network, alone and batched;
+  the encoder-head starter on 3 mn04 windows and one msd_fcn window;
+- each encoder's own cost per window: resampling, front end and network;
 - shard bytes per 30 s track for each feature set, and what storing mn04's input
   spectrograms instead of its outputs would cost (the choice README "Models" explains).
 """
@@ -31,18 +31,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.audio_fixtures import song
 from worker.features.compute import featurize_file
-from worker.features.encoder import EncoderParams, _runtime
+from worker.features.encoder import _runtime, mn04_features, msd_fcn_features
 from worker.features.mel import FeatureParams
 from worker.features.shards import write_shard
-from worker.inference.predict import predict_rows
+from worker.inference.predict import Rows, score_tracks
 from worker.models.cnn import build_model
-from worker.models.encoders import class_names
-from worker.models.heads import GenreHead
-from worker.models.zeroshot import DEFAULT_ZEROSHOT_MAP, prior_indices
+from worker.training.headjob import empty_head
 
-MEL, MN04 = FeatureParams(), EncoderParams()
-GENRES = ["blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae"]
-GENRES.append("rock")
+MEL, MN04, FCN = FeatureParams(), mn04_features(), msd_fcn_features()
+GENRES = ("blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae")
+GENRES += ("rock",)
 
 
 def tracks(args: argparse.Namespace, scratch: Path) -> list[Path]:
@@ -76,66 +74,66 @@ def featurize_cost(paths: list[Path], sets: list, scratch: Path) -> tuple[float,
             start_s=np.concatenate([r.starts_s for r in found]),
             params=feature_set,
         )
-        kb[feature_set.kind] = info.path.stat().st_size / len(found) / 1024
+        name = getattr(feature_set, "encoder", feature_set.kind)
+        kb[name] = info.path.stat().st_size / len(found) / 1024
     return seconds, kb
 
 
-def label_cost(repeats: int) -> dict[str, float]:
-    """Milliseconds per 30 s track to label it from stored rows."""
-    gapcnn = build_model(arch="gapcnn", n_classes=10).eval()
-    head = GenreHead(
-        arch="mn04-head",
-        n_classes=10,
-        inputs=[("emb512", 512)],
-        n_encoder_classes=527,
-        prior_weight=1.0,
+def label_cost(repeats: int, home: Path) -> dict[str, float]:
+    """Milliseconds per 30 s track to label it from stored rows (100 tracks a call)."""
+    rng = np.random.default_rng(0)
+    owner = np.repeat(np.arange(100), 5)
+    mel = [Rows({"mel": rng.uniform(-80, 0, (500, 90, 130)).astype(np.float32)}, owner)]
+    windows, one = np.repeat(np.arange(100), 3), np.arange(100)
+    encoders = [
+        Rows({"logits": rng.normal(size=(300, 527)).astype(np.float32)}, windows),
+        Rows(
+            {
+                "logits": rng.normal(size=(100, 50)).astype(np.float32),
+                "emb64": rng.random((100, 64), np.float32),
+            },
+            one,
+        ),
+    ]
+    models = (
+        ("gapcnn, 5 mel segments", build_model(arch="gapcnn", n_classes=10).eval(), mel),
+        ("encoder-head, 3 + 1 windows", empty_head("encoder-head", GENRES, home), encoders),
     )
-    head.set_prior(prior_indices(GENRES, DEFAULT_ZEROSHOT_MAP, class_names("mn04")))
-    mel = {"mel": np.random.default_rng(0).uniform(-80, 0, (5, 90, 130)).astype(np.float32)}
-    rows = {
-        "emb512": np.random.default_rng(1).normal(size=(3, 512)).astype(np.float32),
-        "logits": np.random.default_rng(2).normal(size=(3, 527)).astype(np.float32),
-    }
     out = {}
-    for name, model, arrays in (
-        ("gapcnn, 5 mel segments", gapcnn, mel),
-        ("mn04 head, 3 windows", head, rows),
-    ):
-        predict_rows(model, arrays)
+    for name, model, rows in models:
+        score_tracks(model, rows)
         began = time.perf_counter()
         for _ in range(repeats):
-            predict_rows(model, arrays)
-        out[name] = 1000 * (time.perf_counter() - began) / repeats
+            score_tracks(model, rows)
+        out[name] = 1000 * (time.perf_counter() - began) / repeats / 100
     return out
 
 
 def encoder_cost(repeats: int) -> dict[str, float]:
-    """Milliseconds per 10 s window: resampling, front end, network; 1 and 3 windows a call."""
-    encoder, resample = _runtime(MN04.encoder, MN04.weights_sha256, MN04.sample_rate)
-    audio = torch.from_numpy(song(seconds=30, sample_rate=22050)[:, 0].copy())
-    windows = audio[: 3 * 220500].reshape(3, 220500)
+    """Milliseconds per window of each encoder: resampling, front end, network."""
     out = {}
-    with torch.inference_mode():
-        for batch in (1, 3):
-            x = windows[:batch]
-            timings = {"resample": 0.0, "front end": 0.0, "network": 0.0}
+    audio = torch.from_numpy(song(seconds=30, sample_rate=22050)[:, 0].copy())
+    for params in (MN04, FCN):
+        encoder, resample = _runtime(params.encoder, params.weights_sha256, params.sample_rate)
+        samples = round(params.window_seconds * params.sample_rate)
+        window = audio[:samples][None]
+        front = encoder.front_end if params.encoder == "mn04" else None
+        timings = {"resample": 0.0, "encoder": 0.0}
+        with torch.inference_mode():
             for _ in range(repeats):
                 t0 = time.perf_counter()
-                wave = resample(x)
+                wave = resample(window)
                 t1 = time.perf_counter()
-                spec = encoder.front_end(wave)
-                t2 = time.perf_counter()
-                encoder.net(spec)
-                t3 = time.perf_counter()
+                encoder(wave)
                 timings["resample"] += t1 - t0
-                timings["front end"] += t2 - t1
-                timings["network"] += t3 - t2
-            for key, value in timings.items():
-                out[f"{key}, {batch} window(s) a call"] = 1000 * value / repeats / batch
-        spectrogram_bytes = encoder.front_end(resample(windows[:1])).numel() * 2  # float16
-    out["stored input spectrogram, KB per window (float16, uncompressed)"] = (
-        spectrogram_bytes / 1024
-    )
+                timings["encoder"] += time.perf_counter() - t1
+            if front is not None:
+                kb = front(resample(window)).numel() * 2 / 1024
+                out["mn04: its input spectrogram, KB per window (float16, raw)"] = kb
+        for key, value in timings.items():
+            out[f"{params.encoder} ({params.window_seconds:g} s window): {key}"] = (
+                1000 * value / repeats
+            )
     return out
 
 
@@ -149,24 +147,25 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-encoder-") as tmp:
         scratch = Path(tmp)
         paths = tracks(args, scratch)
-        featurize_file(paths[0], sets=[MEL, MN04], max_segments=20, min_seconds=3.0)  # warm up
+        featurize_file(paths[0], sets=[MEL, MN04, FCN], max_segments=20, min_seconds=3.0)
         print(f"torch {torch.__version__}, 1 thread; {len(paths)} tracks of 30 s")
         print("| features computed | s per track | shard KB per track |\n|---|---|---|")
         for label, sets in (
-            ("reference mel (before)", [MEL]),
-            ("mn04 outputs (after)", [MN04]),
-            ("both, one decode", [MEL, MN04]),
+            ("reference mel (the gapcnn starter's)", [MEL]),
+            ("mn04 alone", [MN04]),
+            ("mn04 + msd_fcn (the encoder-head starter's)", [MN04, FCN]),
+            ("all three, one decode", [MEL, MN04, FCN]),
         ):
-            seconds, kb = featurize_cost(paths, sets, scratch / label.split()[0])
+            seconds, kb = featurize_cost(paths, sets, scratch / str(len(sets)) / label[:4])
             print(
                 f"| {label} | {seconds:.3f} | "
                 + ", ".join(f"{k} {v:.1f}" for k, v in kb.items())
                 + " |"
             )
         print("\n| labelling from stored rows | ms per track |\n|---|---|")
-        for label, ms in label_cost(args.repeats * 10).items():
+        for label, ms in label_cost(args.repeats, scratch).items():
             print(f"| {label} | {ms:.2f} |")
-        print("\n| mn04 | ms per window |\n|---|---|")
+        print("\n| encoder, one window | ms |\n|---|---|")
         for label, ms in encoder_cost(args.repeats).items():
             print(f"| {label} | {ms:.1f} |")
 

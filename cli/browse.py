@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
-from pathlib import Path
 from typing import Any
 
 import click
@@ -11,7 +9,7 @@ from sqlalchemy import select
 
 from cli.app import Context, emit_json, json_option, pass_context
 from db.engine import session_scope
-from db.models import Segment, Shard, Track
+from db.models import Segment, Track
 from db.playlists import (
     TrackFilter,
     evaluate_playlist,
@@ -80,17 +78,19 @@ def genres(obj: Context, as_json: bool) -> None:
 
 
 def _segment_rows(settings: Settings, track_id: int) -> tuple[list[Any], str, str]:
-    """The track's rows of the promoted model's feature set (index, start_s, row, shard path,
-    shard sha256) and the model's file and sha256; GenreError when there are none."""
+    """The track's segments or windows (index, start_s) of the promoted model's first
+    feature set, and the model's file and sha256; GenreError when there are none."""
+    from worker.features.sets import model_feature_sets  # light: no torch
+
     with session_scope(settings) as session:
         model = promoted_model(session)
         track = session.get(Track, track_id)
         if model is None or track is None:
             raise GenreError(NO_MODEL)
+        first = model_feature_sets(model.feature_params)[0].version
         rows = session.execute(
-            select(Segment.index, Segment.start_s, Segment.row, Shard.path, Shard.sha256)
-            .join(Shard, Shard.id == Segment.shard_id)
-            .where(Segment.track_id == track_id, Segment.feature_version == model.feature_version)
+            select(Segment.index, Segment.start_s)
+            .where(Segment.track_id == track_id, Segment.feature_version == first)
             .order_by(Segment.index)
         ).all()
         if not rows:
@@ -101,44 +101,25 @@ def _segment_rows(settings: Settings, track_id: int) -> tuple[list[Any], str, st
         return list(rows), model.path, model.sha256
 
 
-def _read_rows(rows: list[Any], params: Any, names: list[str]) -> dict[str, Any]:
-    """``{name: float32 [len(rows), ...]}`` in the order of ``rows``, one open per shard."""
-    import numpy as np
-
-    from worker.features.shards import open_shard
-
-    by_shard: dict[tuple[str, str], list[int]] = defaultdict(list)
-    for _, _, row, path, sha in rows:
-        by_shard[(path, sha)].append(row)
-    read: dict[tuple[str, int], dict[str, Any]] = {}
-    for (path, sha), shard_rows in by_shard.items():
-        with open_shard(Path(path), params=params, sha256=sha) as reader:
-            arrays = reader.read_arrays(shard_rows, names=names)
-        for i, r in enumerate(shard_rows):
-            read[(path, r)] = {name: array[i] for name, array in arrays.items()}
-    return {
-        name: np.stack([read[(path, row)][name] for _, _, row, path, _ in rows]) for name in names
-    }
-
-
 def segment_predictions(settings: Settings, track_id: int) -> list[dict[str, Any]]:
     """The promoted model's answer for each segment (or encoder window) of a track,
     computed now from its shard rows. Imports torch: only ``show`` pays for it."""
     import numpy as np
 
-    from worker.features.sets import feature_set_from_dict
-    from worker.inference.label import cached_model, rows_needed
-    from worker.inference.predict import predict_rows
+    from worker.features.sets import model_feature_sets
+    from worker.inference.label import cached_model, read_rows, rows_needed
+    from worker.inference.predict import score_windows
     from worker.models.device import resolve_device
 
-    rows, model_path, model_sha = _segment_rows(settings, track_id)
+    segments, model_path, model_sha = _segment_rows(settings, track_id)
     loaded = cached_model(model_path, model_sha)
-    feature_set = feature_set_from_dict(loaded.feature_params)
-    arrays = _read_rows(rows, feature_set, rows_needed(loaded, feature_set))
-    probs = predict_rows(loaded.model, arrays, device=resolve_device(settings.device))
-    seconds = feature_set.window_spec(max_windows=1).seconds
+    sets = model_feature_sets(loaded.feature_params)
+    with session_scope(settings) as session:
+        rows = read_rows(session, [track_id], sets, rows_needed(loaded, sets))
+    probs = score_windows(loaded.model, rows, device=resolve_device(settings.device))
+    seconds = sets[0].window_spec(max_windows=1).seconds
     out = []
-    for (index, start, *_), p in zip(rows, probs, strict=True):
+    for (index, start, *_), p in zip(segments, probs, strict=True):
         top3 = [[loaded.classes[int(i)], round(float(p[i]), 4)] for i in np.argsort(-p)[:3]]
         out.append(
             {

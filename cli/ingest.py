@@ -103,14 +103,12 @@ def _feature_sets(session: Session, settings: Settings) -> dict[str, dict[str, A
     """What a batch computes: the promoted model's features (registering the starter on
     first use), or the reference mel when there is no model at all."""
     from db.registry import ensure_starter
+    from worker.features.mel import FeatureParams  # light dataclass modules: no torch
+    from worker.features.sets import model_feature_sets
 
     model = ensure_starter(session, settings)
-    if model is not None:
-        return {model.feature_version: model.feature_params}
-    from worker.features.mel import FeatureParams  # a light dataclass module: no torch
-
-    params = FeatureParams()
-    return {params.version: params.to_dict()}
+    sets = model_feature_sets(model.feature_params) if model is not None else [FeatureParams()]
+    return {s.version: s.to_dict() for s in sets}
 
 
 def warn(message: str) -> None:

@@ -107,6 +107,44 @@ def models_show(obj: Context, name: str, as_json: bool) -> None:
         click.echo(f"{key}: {value}")
 
 
+@models.command("classes")
+@click.argument("search", required=False)
+@click.option("--encoder", default="mn04", show_default=True, help="The pretrained encoder.")
+@click.option("--map", "show_map", is_flag=True, help="Show the zero-shot map in use instead.")
+@json_option
+@pass_context
+def models_classes(
+    obj: Context, search: str | None, encoder: str, show_map: bool, as_json: bool
+) -> None:
+    """The encoder's own classes (AudioSet's 527 for mn04, 50 Last.fm tags for msd_fcn), or,
+    with --map, which of them stand for each genre in the models' prior
+    (``zeroshot-map.json`` in GENRECTL_HOME edits it).
+
+    \b
+    Examples:
+      genrectl models classes music          # the classes whose name has "music"
+      genrectl models classes --map
+      genrectl models classes --encoder msd_fcn --map
+    """
+    from worker.models.encoders import class_names
+    from worker.models.zeroshot import load_zeroshot_map
+
+    settings = obj.ready_settings()
+    if show_map:
+        mapping = load_zeroshot_map(settings.home).get(encoder, {})
+        if as_json:
+            emit_json(mapping)
+        else:
+            for genre, names in sorted(mapping.items()):
+                click.echo(f"{genre}: {', '.join(names) if names else '(none)'}")
+        return
+    names = [n for n in class_names(encoder) if search is None or search.casefold() in n.casefold()]
+    if as_json:
+        emit_json(names)
+    else:
+        click.echo("\n".join(names))
+
+
 @models.command("promote")
 @click.argument("name")
 @click.option("--no-relabel", is_flag=True, help="Do not relabel the library now.")
@@ -159,7 +197,7 @@ def register_model_file(
     metrics: dict[str, Any] | None = None,
 ) -> Model:
     """Copy a model file into the data dir and add it to the registry."""
-    from worker.features.sets import feature_set_from_dict
+    from worker.features.sets import model_feature_sets, model_feature_version
     from worker.models.modelfile import load_model
 
     loaded = load_model(file)
@@ -176,7 +214,7 @@ def register_model_file(
             arch=loaded.arch,
             input_size=loaded.input_size,
             classes=loaded.classes,
-            feature_version=feature_set_from_dict(loaded.feature_params).version,
+            feature_version=model_feature_version(model_feature_sets(loaded.feature_params)),
             feature_params=loaded.feature_params,
             path=str(destination),
             sha256=loaded.sha256,

@@ -46,6 +46,8 @@ class FoldsParam(click.ParamType):
         if not path.is_file():
             self.fail(f"'{text}' is neither a number of folds nor a fold file", param, ctx)
         return path
+
+
 _SPLIT_NAMES = {
     "train": ("train.txt", "train_filtered.txt"),
     "val": ("valid.txt", "val.txt", "validation.txt", "valid_filtered.txt"),
@@ -180,7 +182,7 @@ def _check_args(opts: dict[str, Any]) -> None:
     head = opts["arch"] in HEAD_ARCHS
     if opts["variants"] and not head:
         raise click.BadParameter(
-            f"degraded copies train genre heads ({', '.join(HEAD_ARCHS)}), not {opts['arch']}",
+            f"degraded copies score genre heads ({', '.join(HEAD_ARCHS)}), not {opts['arch']}",
             param_hint="--variants",
         )
     if opts["pretrained"] and opts["arch"] != "densenet121":
@@ -297,6 +299,26 @@ def accuracy_rows(summary: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
+_SCORE_NAMES = {"model": "this recipe", "zeroshot": "mn04 zero-shot", "baseline": "MFCC baseline"}
+
+
+def out_of_fold_rows(scores: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Columns and rows of out-of-fold track accuracy by source folder: the recipe, the
+    zero-shot model, the baseline, and the recipe on degraded copies."""
+    sources = sorted(scores["model"]["by_source"])
+    columns = [
+        "out of fold",
+        *(f"{s} ({scores['model']['by_source'][s]['tracks']})" for s in sources),
+    ]
+    columns += ["per-genre mean"]
+    rows = []
+    for key, score in scores.items():
+        name = _SCORE_NAMES.get(key, key.replace("model on", "this recipe on"))
+        cells = [pct(score["by_source"].get(s, {}).get("accuracy")) for s in sources]
+        rows.append([name, *cells, pct(score["macro_recall"])])
+    return columns, rows
+
+
 def _print_summary(summary: dict[str, Any]) -> None:
     from cli.render import stdout, table
 
@@ -305,7 +327,20 @@ def _print_summary(summary: dict[str, Any]) -> None:
         echo(f"queued training of {summary['name']} (task {summary['task_id']})")
         return
     echo(f"Registered model {summary['name']} ({summary['path']})")
-    stdout().print(table(["test accuracy", "tracks", "6 s segments"], accuracy_rows(summary)))
+    scores = (summary.get("cross_validation") or {}).get("scores")
+    if summary.get("arch") in HEAD_ARCHS:
+        if scores:
+            echo(f"Out of fold: {summary['evaluated_on']}")
+            columns, rows = out_of_fold_rows(scores)
+            stdout().print(table(columns, rows))
+        else:
+            echo("No cross-validation (pass --folds K or a fold file to score the recipe).")
+    else:
+        stdout().print(table(["test accuracy", "tracks", "6 s segments"], accuracy_rows(summary)))
+        if scores:
+            echo(f"Out of fold, pooled: {summary['cross_validation'].get('fold_source', '')}")
+            columns, rows = out_of_fold_rows(scores)
+            stdout().print(table(columns, rows))
     split = summary.get("split") or {}
     if split.get("sizes"):
         parts = ", ".join(
@@ -327,11 +362,12 @@ def _print_summary(summary: dict[str, Any]) -> None:
 @click.option("--name", help="Registry name (default: <arch>-<data>-<date>).")
 @click.option(
     "--arch",
-    type=click.Choice(["mn04-head", "mn04-zeroshot", "cnn", "gapcnn", "densenet121"]),
-    default="mn04-head",
+    type=click.Choice(["encoder-head", "mn04-zeroshot", "cnn", "gapcnn", "densenet121"]),
+    default="encoder-head",
     show_default=True,
-    help="mn04-head: a genre head on the pretrained mn04 encoder (seconds on a CPU); "
-    "mn04-zeroshot: mn04's own genre classes, no training; cnn: the reference's CNN; "
+    help="encoder-head: the pretrained mn04 and msd_fcn encoders' genre classes, calibrated, "
+    "and a head on msd_fcn's embedding (seconds on a CPU); mn04-zeroshot: mn04's own genre "
+    "classes, no training; cnn: the reference's CNN; "
     "gapcnn: a small CNN pooling over the whole spectrogram; densenet121: the reference's.",
 )
 @click.option(
@@ -404,7 +440,8 @@ def _print_summary(summary: dict[str, Any]) -> None:
     "--variants",
     multiple=True,
     type=click.Choice(["band16k", "mp3-128k", "gain-20", "gain+6"]),
-    help="Genre heads: also learn from degraded copies of each training track (repeat).",
+    help="Genre heads with --folds: also score each fold's test tracks degraded this way "
+    "(16 kHz band-limited, 128 kbps MP3, 20 dB quieter, 6 dB louder); repeat for several.",
 )
 @click.option(
     "--split-file",

@@ -32,11 +32,25 @@ class LabelPlan:
 
 
 def plan_labelling(session: Session, model: Model, *, relabel: bool = False) -> LabelPlan:
-    """Featurized tracks (with the model's feature version) that the model has not labelled."""
+    """Tracks featurized with every feature set the model reads that it has not labelled,
+    by the shard of their first feature set (one infer task per shard)."""
+    from worker.features.sets import model_feature_sets  # light: no torch
+
+    versions = [s.version for s in model_feature_sets(model.feature_params)]
+    complete = (
+        select(Segment.track_id)
+        .where(Segment.feature_version.in_(versions))
+        .group_by(Segment.track_id)
+        .having(func.count(Segment.feature_version.distinct()) == len(versions))
+    )
     query = (
         select(Segment.shard_id, Segment.track_id)
         .join(Track, Track.id == Segment.track_id)
-        .where(Track.status == TrackStatus.OK, Segment.feature_version == model.feature_version)
+        .where(
+            Track.status == TrackStatus.OK,
+            Segment.feature_version == versions[0],
+            Segment.track_id.in_(complete),
+        )
         .distinct()
     )
     if not relabel:

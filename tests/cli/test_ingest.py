@@ -26,7 +26,9 @@ def test_ingest_featurizes_good_files_and_lists_bad_ones(genrectl: Invoke, tmp_p
     assert reasons["empty.mp3"] == "empty file"
     status = json_of(genrectl("status", "--json"))
     assert status["tracks"]["ok"] == 3 and status["tracks"]["failed"] == 2
-    assert status["segments"] == 1 + 2 + 1  # 7 s -> 1, 13 s -> 2, 6.5 s -> 1 (remainders dropped)
+    # The starter reads mn04 (10 s windows; shorter tracks repeated to fill one) and msd_fcn
+    # (one 29 s window): one row of each per track, the 13 s track included.
+    assert status["segments"] == 3 * 2
     failed = json_of(genrectl("tracks", "list", "--failed", "--json"))
     assert {Path(t["path"]).name for t in failed} == {"notes.wav", "empty.mp3"}
     assert all(t["error"] for t in failed)
@@ -58,22 +60,30 @@ def test_changed_file_is_refeaturized_and_deleted_file_marked_missing(
     assert tracks["one.wav"]["duration_s"] == 19.0
 
 
-def test_shards_hold_every_segment_with_its_checksum(genrectl: Invoke, tmp_path: Path) -> None:
+def test_shards_hold_every_row_of_the_promoted_models_features_with_their_checksum(
+    genrectl: Invoke, tmp_path: Path
+) -> None:
     from db.engine import session_scope
     from db.models import Shard
+    from db.registry import starter_metadata
     from genrectl.settings import Settings
-    from worker.features.mel import FeatureParams
+    from worker.features.sets import model_feature_sets
     from worker.features.shards import open_shard
 
     root = tmp_path / "music"
     _library(root)
     genrectl("ingest", str(root))
+    meta = starter_metadata()
+    assert meta is not None
+    sets = {s.version: s for s in model_feature_sets(meta["feature_params"])}
     settings = Settings.from_env({"GENRECTL_HOME": str(tmp_path / "home")})
     with session_scope(settings) as session:
-        shards = [(s.path, s.sha256, s.n_segments) for s in session.query(Shard)]
-    assert sum(n for _, _, n in shards) == 4
-    for path, sha, n in shards:
-        with open_shard(Path(path), params=FeatureParams(), sha256=sha) as reader:
-            assert reader.read().shape == (n, 90, 130)
+        shards = [(s.path, s.sha256, s.n_segments, s.feature_version) for s in session.query(Shard)]
+    assert sorted(v for *_, v in shards) == sorted(sets)  # one chunk: one shard per feature set
+    for path, sha, n, version in shards:
+        with open_shard(Path(path), params=sets[version], sha256=sha) as reader:
+            arrays = reader.read_arrays()
+            assert {k: a.shape[1:] for k, a in arrays.items()} == sets[version].shapes
+            assert all(len(a) == n == 3 for a in arrays.values())
         with h5py.File(path) as handle:
-            assert handle.attrs["feature_version"] == FeatureParams().version
+            assert handle.attrs["feature_version"] == version

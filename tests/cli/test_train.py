@@ -76,7 +76,7 @@ def test_train_prints_a_summary(genrectl: Invoke, tmp_path: Path) -> None:
         (("--from-library",), "exactly one"),
         (("--folds", "2", "--split-file", "{data}"), "cannot be cross-validated"),
         (("--arch", "gapcnn", "--pretrained", "{data}/noise/noise.00000.wav"), "not gapcnn"),
-        (("--arch", "gapcnn", "--variants", "mp3-128k"), "train genre heads"),
+        (("--arch", "gapcnn", "--variants", "mp3-128k"), "score genre heads"),
         (("--folds", "{data}/nofile.csv"), "neither a number of folds nor a fold file"),
         (("--split-file", "{data}/noise/noise.00000.wav"), "three files"),
         (("--split-file", "{data}"), "has no train file"),
@@ -138,16 +138,14 @@ def test_train_from_library_uses_genre_tags(genrectl: Invoke, tmp_path: Path) ->
     genrectl("ingest", str(music))  # labelled by the bundled starter model first
     genrectl("label", str(music / "untagged.flac"), "rock")  # the user's label is training data
     before = {t["path"]: t["model_genre"] for t in json_of(genrectl("tracks", "list", "--json"))}
-    # --train-hop 6: the grid, which the library's shards hold, so nothing is decoded
-    args = ("train", "--from-library", *TINY, "--train-hop", "6", "--name", "lib", "--promote")
-    args = (*args, "--json")
+    args = ("train", "--from-library", "--name", "lib", "--promote", "--json")
     summary = json_of(genrectl(*args))
     data = summary["data"]
     assert data["source"] == "library" and data["without_usable_tag"] == 0
     assert data["user_labels"] == 1
     assert data["rare_genres_dropped"] == {"polka": 1}
     assert data["tracks_per_genre"] == {"hiphop": 6, "rock": 7}
-    assert summary["decoded_files"] == 0  # features come from the library's shards
+    assert summary["decoded_files"] == 0  # the starter's encoder features are in the shards
     assert json_of(genrectl("models", "show", "lib", "--json"))["classes"] == ["hiphop", "rock"]
     after = {t["path"]: t["model_genre"] for t in json_of(genrectl("tracks", "list", "--json"))}
     assert set(after.values()) <= {"hiphop", "rock", "unknown"}
@@ -155,13 +153,12 @@ def test_train_from_library_uses_genre_tags(genrectl: Invoke, tmp_path: Path) ->
     assert summary["labelling"] == {"model": "lib", "labelled": 14, "changed_genre": changed}
     promoted = {m["name"]: m["promoted"] for m in json_of(genrectl("models", "list", "--json"))}
     assert promoted == {starter_metadata()["name"]: False, "lib": True}  # type: ignore[index]
-    # The default hop needs overlapping windows, which are decoded from the files (once).
-    windows = json_of(genrectl("train", "--from-library", *TINY, "--name", "lib-hop", "--json"))
-    assert windows["decoded_files"] == windows["split"]["sizes"]["train"]["tracks"] == 9
-    assert (
-        windows["split"]["sizes"]["train"]["segments"]
-        > summary["split"]["sizes"]["train"]["segments"]
-    )
+    # A CNN reads the reference mel, which the library does not hold: decoded once, cached.
+    args = ("train", "--from-library", *TINY, "--train-hop", "6", "--name", "lib-cnn", "--json")
+    cnn = json_of(genrectl(*args))
+    assert cnn["decoded_files"] == 13 and cnn["split"]["sizes"]["train"]["tracks"] == 9
+    again = json_of(genrectl(*args[:-2], "--name", "lib-cnn-2", "--json"))
+    assert again["decoded_files"] == 0
 
 
 def test_evaluate_scores_a_model_on_a_folder(

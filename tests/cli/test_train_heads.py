@@ -1,4 +1,4 @@
-"""``genrectl train --arch mn04-head`` / ``mn04-zeroshot``: genre heads on the pretrained
+"""``genrectl train --arch encoder-head`` / ``mn04-zeroshot``: genre heads on the pretrained
 encoder, scored out of fold on a fold file grouped by artist, beside the zero-shot model
 and the MFCC baseline on the same folds, then fit on everything and registered."""
 
@@ -71,7 +71,7 @@ def test_a_head_is_scored_out_of_fold_per_folder_and_registered(
     assert model["accuracy"] > 0.8  # tones, noise and a tune are easy to tell apart
     assert len(cv["choices"]) == 3 and all("l2" in c for c in cv["choices"])
     shown = json_of(genrectl("models", "show", "head", "--json"))
-    assert shown["arch"] == "mn04-head" and shown["classes"] == list(GENRES)
+    assert shown["arch"] == "encoder-head" and shown["classes"] == list(GENRES)
     assert shown["feature_params"]["kind"] == "encoder"
     assert shown["metrics"]["evaluated_on"].startswith("out of fold, 3 folds")
 

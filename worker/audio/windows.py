@@ -48,7 +48,7 @@ def plan_segments(
     one segment; else the full segments on the grid 0, hop, 2 * hop... (``hop_seconds``,
     default ``segment_seconds``: no overlap; a shorter hop gives overlapping windows, which
     training uses to see more of each track), thinned to ``max_segments`` evenly spaced ones
-    if there are more.
+    if there are more (the middle one when ``max_segments`` is 1).
     """
     if not math.isfinite(duration_s) or duration_s < 0:
         raise ValueError(f"duration_s={duration_s} must be a finite number >= 0")
@@ -68,6 +68,8 @@ def plan_segments(
     # The epsilon absorbs float error in durations computed as frames / rate.
     n_full = math.floor((duration_s - segment_seconds) / hop + 1e-9) + 1
     indices: Sequence[int] = range(n_full)
-    if n_full > max_segments:
+    if n_full > max_segments == 1:
+        indices = [(n_full - 1) // 2]  # one window: the middle of the track, not its intro
+    elif n_full > max_segments:
         indices = np.rint(np.linspace(0, n_full - 1, max_segments)).astype(int).tolist()
     return [round(i * hop, 6) for i in indices]

@@ -1,13 +1,19 @@
 """Encoder features: a pretrained encoder's outputs for each window of a track.
 
 The encoder runs at featurize time and its outputs are what a shard stores: a few KB per
-window (the class logits and an embedding) instead of the ~256 KB of its input spectrogram,
+window (the class logits and an embedding) instead of the ~250 KB of its input spectrogram,
 so inference and training a head read small vectors and never run the encoder again
 (README: "Models and accuracy" has the measurements behind this choice).
 
 Audio reaches the encoder through the same 22050 Hz mono decode as the reference mel, then
 is resampled to the encoder's rate: every track, whatever its source rate, then holds the
-same band (up to 11 kHz) as GTZAN, the data the heads are trained on.
+same band (up to 11 kHz) as GTZAN, the data the heads are trained on. Before the encoder
+the windows of a track are peak-normalised (a quiet master and a loud one give the same
+features: the encoders' log spectrograms have a floor that swallows quiet passages), and
+each window's level before that is kept as ``rms_db`` for "is it silence?".
+
+Two encoders are shipped (``worker.models.encoders``): mn04, AudioSet's 527 classes on 10 s
+windows, and msd_fcn, the Million Song Dataset's 50 Last.fm tags on one 29 s window.
 """
 
 from __future__ import annotations
@@ -44,29 +50,33 @@ class EncoderParams:
     """How a track becomes encoder outputs, one row per window.
 
     encoder: the shipped encoder's name (``worker.models.encoders``); weights_sha256: the
-    weights it must run with. sample_rate: Hz the audio is decoded to before the encoder's
-    own resampling. window_seconds, hop_seconds, max_windows: the windows of a track (see
-    ``plan_segments``): ``window_seconds`` long every ``hop_seconds``, at most
-    ``max_windows`` evenly spaced over a long track (which bounds its cost); a track shorter
-    than a window fills it with itself repeated (``fill``: measured better than zeros, which
-    the encoder reads as silence). outputs: the encoder outputs stored per window. Raises
-    ValueError naming a bad value.
+    weights it must run with ("" means the shipped file's). sample_rate: Hz the audio is
+    decoded to before the encoder's own resampling. window_seconds, hop_seconds,
+    max_windows: the windows of a track (see ``plan_segments``): ``window_seconds`` long
+    every ``hop_seconds``, at most ``max_windows`` evenly spaced over a long track (which
+    bounds its cost); a track shorter than a window fills it with itself repeated
+    (``fill``: measured better than zeros, which the encoder reads as silence). peak_dbfs:
+    the windows' common peak level the encoder hears (None: as recorded). outputs: the
+    encoder outputs stored per window, beside ``rms_db``. Raises ValueError naming a bad
+    value.
     """
 
     kind: ClassVar[str] = "encoder"
 
     encoder: str = "mn04"
-    weights_sha256: str = encoder_spec("mn04").sha256
+    weights_sha256: str = ""
     sample_rate: int = 22050
     window_seconds: float = 10.0
     hop_seconds: float = 10.0
-    max_windows: int = 6
+    max_windows: int = 3
     fill: str = "repeat"
+    peak_dbfs: float | None = -0.1
     outputs: tuple[str, ...] = ("logits", "emb512")
 
     def __post_init__(self) -> None:
         spec = encoder_spec(self.encoder)
         object.__setattr__(self, "outputs", tuple(self.outputs))
+        object.__setattr__(self, "weights_sha256", self.weights_sha256 or spec.sha256)
         unknown = sorted(set(self.outputs) - set(spec.output_sizes))
         if unknown or not self.outputs:
             raise ValueError(
@@ -86,12 +96,15 @@ class EncoderParams:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name}={value!r} must be a positive integer")
+        peak = self.peak_dbfs
+        if peak is not None and not (isinstance(peak, int | float) and -60 <= peak <= 0):
+            raise ValueError(f"peak_dbfs={peak!r} must be None or in [-60, 0] dBFS")
 
     @property
     def shapes(self) -> dict[str, tuple[int, ...]]:
         """The arrays stored per window and their shapes, e.g. ``{"logits": (527,)}``."""
         sizes = encoder_spec(self.encoder).output_sizes
-        return {name: (sizes[name],) for name in self.outputs}
+        return {**{name: (sizes[name],) for name in self.outputs}, LEVEL: ()}
 
     def window_spec(self, *, max_windows: int | None = None) -> WindowSpec:
         """The windows of a track the encoder runs on (``max_windows`` overrides the cap)."""
@@ -127,31 +140,71 @@ class EncoderParams:
         return cls(**values)
 
 
+# The level of each window before normalisation, stored beside the encoder's outputs.
+LEVEL = "rms_db"
+_FLOOR_DB = -120.0
+
+
+def mn04_features() -> EncoderParams:
+    """mn04 on up to 3 windows of 10 s (more measured no better), its AudioSet logits and the
+    512-d embedding."""
+    return EncoderParams(encoder="mn04", window_seconds=10.0, hop_seconds=10.0, max_windows=3)
+
+
+def msd_fcn_features() -> EncoderParams:
+    """msd_fcn on one 29 s window (the middle of a long track), its Last.fm tag logits and
+    64-d embedding."""
+    return EncoderParams(
+        encoder="msd_fcn",
+        window_seconds=29.0,
+        hop_seconds=29.0,
+        max_windows=1,
+        outputs=("logits", "emb64"),
+    )
+
+
+def _levels(audio: np.ndarray) -> np.ndarray:
+    """RMS level in dBFS of each row of ``audio`` ``[n, samples]``, floored at -120."""
+    rms = np.sqrt(np.mean(np.square(audio, dtype=np.float64), axis=1))
+    return np.maximum(20 * np.log10(np.maximum(rms, 1e-12)), _FLOOR_DB).astype(np.float32)
+
+
 def encoder_outputs(*, audio: np.ndarray, params: EncoderParams) -> dict[str, np.ndarray]:
     """Run the encoder on each window: ``audio`` float32 ``[n, samples]`` mono at
-    ``params.sample_rate`` Hz → ``{output: float32 [n, size]}`` for ``params.outputs``.
+    ``params.sample_rate`` Hz → ``{output: float32 [n, size]}`` for ``params.outputs``, and
+    ``rms_db`` ``[n]``, each window's level before the windows are peak-normalised.
 
     The encoder is loaded once per process (its weights checked against
     ``params.weights_sha256``) and runs on the CPU without autograd.
     """
     import torch
 
+    levels = _levels(audio)
+    peak = float(np.abs(audio).max()) if audio.size else 0.0
+    if params.peak_dbfs is not None and peak > 0:
+        audio = audio * np.float32(10 ** (params.peak_dbfs / 20) / peak)
     encoder, resample = _runtime(params.encoder, params.weights_sha256, params.sample_rate)
     with torch.inference_mode():
         waveform = resample(torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)))
         outputs = encoder(waveform)
-    return {name: getattr(outputs, name).float().numpy() for name in params.outputs}
+    arrays = {name: getattr(outputs, name).float().numpy() for name in params.outputs}
+    return {**arrays, LEVEL: levels}
 
 
-@functools.lru_cache(maxsize=2)
+@functools.lru_cache(maxsize=4)
 def _runtime(name: str, sha256: str, sample_rate: int) -> tuple[Any, Any]:
     """(encoder module, resampler from ``sample_rate`` to the encoder's rate), built once."""
     import torchaudio
 
-    from worker.models.encoders.mn04 import load_mn04
-
     spec = encoder_spec(name)
-    encoder = load_mn04(weights_path=spec.weights_path, expected_sha256=sha256)
+    if name == "mn04":
+        from worker.models.encoders.mn04 import load_mn04
+
+        encoder: Any = load_mn04(weights_path=spec.weights_path, expected_sha256=sha256)
+    else:
+        from worker.models.encoders.fcn import load_fcn
+
+        encoder = load_fcn(weights_path=spec.weights_path, expected_sha256=sha256)
     resample = torchaudio.transforms.Resample(
         orig_freq=sample_rate, new_freq=spec.sample_rate, **KAISER_BEST
     )

@@ -207,8 +207,8 @@ class ShardReader:
         if wanted is None:
             return np.asarray(dataset[:], dtype=np.float32)
         out = np.empty((len(wanted), *dataset.shape[1:]), dtype=np.float32)
-        if len(dataset.shape) == 2 and len(wanted):
-            # Vectors: a few chunks hold every row; one read of the span, then pick.
+        if len(dataset.shape) <= 2 and len(wanted):
+            # Vectors and scalars: a few chunks hold every row; one read of the span, then pick.
             lo, hi = int(wanted.min()), int(wanted.max()) + 1
             out[:] = np.asarray(dataset[lo:hi], dtype=np.float32)[wanted - lo]
             return out

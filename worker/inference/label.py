@@ -11,22 +11,24 @@ unclear (the model's confidence is below GENRECTL_UNKNOWN_THRESHOLD).
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
 
 from db.engine import session_scope
 from db.models import Model, Prediction, Segment, Shard
 from db.upsert import insert_ignore
 from genrectl.errors import NotFoundError
 from genrectl.settings import Settings
-from worker.features.encoder import EncoderParams
-from worker.features.sets import FeatureSet, feature_set_from_dict
+from worker.features.encoder import LEVEL, EncoderParams
+from worker.features.sets import FeatureSet, model_feature_sets
 from worker.features.shards import open_shard
-from worker.inference.describe import EncoderView, describe
-from worker.inference.predict import predict_rows, track_probabilities
+from worker.inference.describe import EncoderView, describe, track_level
+from worker.inference.predict import Rows, score_tracks
 from worker.models.device import resolve_device
 from worker.models.encoders import class_names
 from worker.models.heads import GenreHead
@@ -88,82 +90,122 @@ def label_from_probabilities(
     )
 
 
-def rows_needed(loaded: LoadedModel, feature_set: FeatureSet) -> list[str]:
-    """The stored arrays labelling reads: the model's input, and an encoder's class logits
-    (for "is it music?" and the track's other classes)."""
+def rows_needed(loaded: LoadedModel, sets: Sequence[FeatureSet]) -> list[list[str]]:
+    """Per feature set of the model, the stored arrays labelling reads: the model's inputs,
+    and mn04's logits and levels (for "is it music?" and the track's other classes)."""
     if not isinstance(loaded.model, GenreHead):
-        return ["mel"]
-    extra = ["logits"] if "logits" in feature_set.shapes else []
-    return sorted({*loaded.model.needs, *extra})
+        return [["mel"]]
+    out = []
+    for position, feature_set in enumerate(sets):
+        names = set(loaded.model.needs(position))
+        if isinstance(feature_set, EncoderParams) and feature_set.encoder == "mn04":
+            names |= {"logits", LEVEL}
+        out.append(sorted(names))
+    return out
 
 
-def label_rows(
-    loaded: LoadedModel, arrays: dict[str, np.ndarray], track_ids: np.ndarray, *, settings: Settings
+def label_tracks(
+    loaded: LoadedModel, rows: Sequence[Rows], *, settings: Settings
 ) -> dict[int, Label]:
-    """Labels of the tracks whose rows (segments or windows) are ``arrays``, ``track_ids``
-    [N] saying whose each row is."""
-    probs = predict_rows(loaded.model, arrays, device=resolve_device(settings.device))
-    per_track = track_probabilities(probs, track_ids)
-    views = _views(loaded, arrays, track_ids)
+    """Labels of the tracks whose rows (per feature set of the model, in its order) are
+    ``rows``."""
+    probs = score_tracks(loaded.model, rows, device=resolve_device(settings.device))
+    views = _views(loaded, rows)
     return {
         tid: label_from_probabilities(
             p, loaded.classes, threshold=settings.unknown_threshold, view=views.get(tid)
         )
-        for tid, p in per_track.items()
+        for tid, p in probs.items()
     }
 
 
-def _views(
-    loaded: LoadedModel, arrays: dict[str, np.ndarray], track_ids: np.ndarray
-) -> dict[int, EncoderView]:
-    feature_set = feature_set_from_dict(loaded.feature_params)
-    if not isinstance(feature_set, EncoderParams) or "logits" not in arrays:
+def _views(loaded: LoadedModel, rows: Sequence[Rows]) -> dict[int, EncoderView]:
+    """mn04's view of each track, where the model reads mn04."""
+    sets = model_feature_sets(loaded.feature_params)
+    found = [
+        (s, r)
+        for s, r in zip(sets, rows, strict=True)
+        if isinstance(s, EncoderParams) and s.encoder == "mn04" and "logits" in r.arrays
+    ]
+    if not found:
         return {}
+    feature_set, part = found[0]
     names = class_names(feature_set.encoder)
-    sigmoid = 1.0 / (1.0 + np.exp(-np.asarray(arrays["logits"], dtype=np.float64)))
+    tracks = np.unique(part.owner)
+    sigmoid = Rows({"p": 1 / (1 + np.exp(-part.arrays["logits"].astype(np.float64)))}, part.owner)
+    means = sigmoid.means(tracks, ["p"])["p"]
     mapped = _mapped_classes(loaded.model, names)
-    return {
-        tid: describe(p, names, genre_classes=mapped)
-        for tid, p in track_probabilities(sigmoid, track_ids).items()
-    }
+    views = {}
+    for i, track in enumerate(tracks.tolist()):
+        level = track_level(part.arrays[LEVEL][part.owner == track])
+        views[int(track)] = describe(means[i], names, level_db=level, genre_classes=mapped)
+    return views
 
 
 def _mapped_classes(model: object, names: tuple[str, ...]) -> list[str]:
-    if not isinstance(model, GenreHead):
+    """mn04's classes the model's prior reads (its genre classes), left out of the tags."""
+    if not isinstance(model, GenreHead) or not model.experts:
         return []
-    used = model.prior_map.any(dim=0).nonzero().flatten().tolist()
-    return [names[i] for i in used]
+    used = model.prior_map(0).any(dim=0).nonzero().flatten().tolist()
+    return [names[i] for i in used if i < len(names)]
+
+
+def read_rows(
+    session: Session,
+    track_ids: Sequence[int],
+    sets: Sequence[FeatureSet],
+    needed: Sequence[Sequence[str]],
+) -> list[Rows]:
+    """The stored rows of ``track_ids`` for each of ``sets``, in track and segment order
+    (from whichever shards hold them), with the arrays ``needed`` of each."""
+    out = []
+    for feature_set, names in zip(sets, needed, strict=True):
+        located = session.execute(
+            select(Segment.track_id, Segment.row, Shard.path, Shard.sha256)
+            .join(Shard, Shard.id == Segment.shard_id)
+            .where(
+                Segment.track_id.in_(list(track_ids)),
+                Segment.feature_version == feature_set.version,
+            )
+            .order_by(Segment.track_id, Segment.index)
+        ).all()
+        by_shard: dict[tuple[str, str], list[int]] = {}
+        for position, (_, _, path, sha) in enumerate(located):
+            by_shard.setdefault((path, sha), []).append(position)
+        arrays = {n: np.zeros((len(located), *feature_set.shapes[n]), np.float32) for n in names}
+        for (path, sha), positions in by_shard.items():
+            with open_shard(Path(path), params=feature_set, sha256=sha) as reader:
+                read = reader.read_arrays([located[i][1] for i in positions], names=list(names))
+            for name in names:
+                arrays[name][positions] = read[name]
+        out.append(Rows(arrays, np.asarray([r[0] for r in located], dtype=np.int64)))
+    return out
 
 
 def infer_shard(
     settings: Settings, *, shard_id: int, model_id: int, track_ids: list[int] | None = None
 ) -> int:
-    """Predict every (or the given) track of one shard with one model; returns tracks labelled."""
+    """Label every (or the given) track of one shard with one model; returns tracks labelled.
+
+    The shard holds the rows of the model's first feature set; the rows of its other
+    feature sets are read from the shards that hold them (the same chunk wrote them).
+    """
     with session_scope(settings) as session:
         model = session.get(Model, model_id)
         shard = session.get(Shard, shard_id)
         if model is None or shard is None:
             raise NotFoundError(f"model {model_id} or shard {shard_id} no longer exists")
-        query = select(Segment.row, Segment.track_id).where(
-            Segment.shard_id == shard_id, Segment.feature_version == model.feature_version
-        )
+        query = select(Segment.track_id).where(Segment.shard_id == shard_id).distinct()
         if track_ids is not None:
             query = query.where(Segment.track_id.in_(track_ids))
-        rows = sorted(session.execute(query).all())
-        model_path, model_sha, shard_path, shard_sha = (
-            model.path,
-            model.sha256,
-            shard.path,
-            shard.sha256,
-        )
-    if not rows:
-        return 0
-    loaded = cached_model(model_path, model_sha)
-    feature_set = feature_set_from_dict(loaded.feature_params)
-    with open_shard(Path(shard_path), params=feature_set, sha256=shard_sha) as reader:
-        arrays = reader.read_arrays([r for r, _ in rows], names=rows_needed(loaded, feature_set))
-    owners = np.asarray([t for _, t in rows], dtype=np.int64)
-    labels = label_rows(loaded, arrays, owners, settings=settings)
+        tracks = sorted(session.scalars(query))
+        model_path, model_sha = model.path, model.sha256
+        if not tracks:
+            return 0
+        loaded = cached_model(model_path, model_sha)
+        sets = model_feature_sets(loaded.feature_params)
+        rows = read_rows(session, tracks, sets, rows_needed(loaded, sets))
+    labels = label_tracks(loaded, rows, settings=settings)
     _store(settings, model_id, labels, settings.unknown_threshold)
     return len(labels)
 
@@ -202,13 +244,15 @@ def predict_file(path: Path, *, loaded: LoadedModel, settings: Settings) -> Labe
     """Label one audio file directly (decode, features, model), without the library."""
     from worker.features.compute import featurize_file
 
-    feature_set = feature_set_from_dict(loaded.feature_params)
+    sets = model_feature_sets(loaded.feature_params)
     featurized = featurize_file(
         path,
-        sets=[feature_set],
+        sets=sets,
         max_segments=settings.max_segments,
         min_seconds=settings.min_track_seconds,
     )
-    rows = featurized.rows[feature_set.version]
-    owners = np.zeros(len(rows.starts_s), dtype=np.int64)
-    return label_rows(loaded, rows.arrays, owners, settings=settings)[0]
+    rows = []
+    for feature_set in sets:
+        found = featurized.rows[feature_set.version]
+        rows.append(Rows(found.arrays, np.zeros(len(found.starts_s), dtype=np.int64)))
+    return label_tracks(loaded, rows, settings=settings)[0]

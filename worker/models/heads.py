@@ -1,17 +1,18 @@
-"""Genre heads over a pretrained encoder's stored outputs, one row per window.
+"""Genre heads over pretrained encoders' stored outputs, read per track.
 
-A :class:`GenreHead` turns the arrays a shard holds for each window (``logits``: the
-encoder's own classes; ``emb512``: an embedding) into genre logits from two parts:
+A :class:`GenreHead` turns a track's encoder rows, averaged over the track's windows for each
+feature set it reads, into genre logits from two parts:
 
-- a **prior**: for each genre, the largest logit among the encoder classes mapped to it
-  (``prior_map``; AudioSet has "Jazz", "Reggae", "Heavy metal"...). With no trained part
-  this is the zero-shot model; it needs no training data and is the same on any library.
-- a **trained part**: a linear layer on standardised inputs, learnt from labelled tracks.
+- a **prior** from the encoders' own classes ("experts"): for each genre and each expert,
+  the largest logit among the expert's classes mapped to that genre (AudioSet's "Jazz",
+  Last.fm's "jazz"...; 0 where an expert has none), calibrated as ``log_softmax(sum_k
+  scale_k * z_k + bias)``. With scales 1 and no bias this is the zero-shot model, which
+  needs no training data;
+- a **trained part**: a linear layer on standardised encoder outputs (an embedding).
 
 They are blended in log space, ``head_weight * log_softmax(trained) + prior_weight *
-log_softmax(prior / temperature)``; either weight may be 0. Everything that decides the
-output (map, weights, statistics) is in the state dict or ``config``, so a model file
-rebuilds exactly this module.
+prior``; either weight may be 0. Everything that decides the output (maps, scales, biases,
+statistics) is in the state dict or ``config``, so a model file rebuilds exactly this.
 """
 
 from __future__ import annotations
@@ -25,32 +26,32 @@ from torch import nn
 from genrectl.errors import ConfigError, ModelError
 from worker.models.encoders import HEAD_ARCHS
 
-# A prior logit for a genre none of whose classes fired; finite so log_softmax stays finite.
-_NO_CLASS = -30.0
+Features = Sequence[Mapping[str, torch.Tensor]]  # per feature set: {array: [T, ...]}
 
 
 class GenreHead(nn.Module):
-    """Genre logits ``[B, n_classes]`` from per-window encoder outputs (see module docstring).
+    """Genre logits ``[T, n_classes]`` for T tracks (see the module docstring).
 
-    ``inputs``: the stored arrays the trained part reads, concatenated in this order, with
-    their sizes. ``prior_map``: bool ``[n_classes, n_encoder_classes]``, which encoder
-    classes stand for each genre (a genre with none gets no prior: its prior logit is low).
+    ``experts``: ``(feature set position, number of the encoder's classes)`` per expert; its
+    map ``prior_map_<k>`` (bool ``[n_classes, n_encoder_classes]``) says which classes stand
+    for each genre. ``inputs``: ``(feature set position, array name, size)`` the trained part
+    reads, concatenated in this order.
     """
 
     mean: torch.Tensor
     std: torch.Tensor
-    prior_map: torch.Tensor
+    scales: torch.Tensor
+    bias: torch.Tensor
 
     def __init__(
         self,
         *,
         arch: str,
         n_classes: int,
-        inputs: Sequence[tuple[str, int]],
-        n_encoder_classes: int,
+        experts: Sequence[tuple[int, int]],
+        inputs: Sequence[tuple[int, str, int]],
         head_weight: float = 1.0,
         prior_weight: float = 0.0,
-        temperature: float = 1.0,
     ) -> None:
         super().__init__()
         if arch not in HEAD_ARCHS:
@@ -62,22 +63,26 @@ class GenreHead(nn.Module):
                 f"head_weight={head_weight} and prior_weight={prior_weight} must be >= 0 "
                 "and not both 0"
             )
-        if not temperature > 0:
-            raise ConfigError(f"temperature={temperature} must be positive")
+        if head_weight and not inputs:
+            raise ConfigError("a trained part needs inputs")
+        if prior_weight and not experts:
+            raise ConfigError("a prior needs experts")
         self.arch = arch
         self.n_classes = n_classes
-        self.inputs = [(str(name), int(size)) for name, size in inputs]
-        self.n_encoder_classes = n_encoder_classes
+        self.experts = [(int(s), int(n)) for s, n in experts]
+        self.inputs = [(int(s), str(name), int(size)) for s, name, size in inputs]
         self.head_weight = float(head_weight)
         self.prior_weight = float(prior_weight)
-        self.temperature = float(temperature)
-        width = sum(size for _, size in self.inputs)
-        self.linear = nn.Linear(max(width, 1), n_classes)
-        self.register_buffer("mean", torch.zeros(max(width, 1)))
-        self.register_buffer("std", torch.ones(max(width, 1)))
-        self.register_buffer(
-            "prior_map", torch.zeros(n_classes, n_encoder_classes, dtype=torch.bool)
-        )
+        width = max(1, sum(size for _, _, size in self.inputs))
+        self.linear = nn.Linear(width, n_classes)
+        self.register_buffer("mean", torch.zeros(width))
+        self.register_buffer("std", torch.ones(width))
+        self.register_buffer("scales", torch.tensor([1.0] + [0.0] * (len(self.experts) - 1)))
+        self.register_buffer("bias", torch.zeros(n_classes))
+        for k, (_, n_encoder) in enumerate(self.experts):
+            self.register_buffer(
+                f"prior_map_{k}", torch.zeros(n_classes, n_encoder, dtype=torch.bool)
+            )
 
     @property
     def config(self) -> dict[str, Any]:
@@ -85,11 +90,10 @@ class GenreHead(nn.Module):
         return {
             "arch": self.arch,
             "n_classes": self.n_classes,
-            "inputs": [list(pair) for pair in self.inputs],
-            "n_encoder_classes": self.n_encoder_classes,
+            "experts": [list(e) for e in self.experts],
+            "inputs": [list(i) for i in self.inputs],
             "head_weight": self.head_weight,
             "prior_weight": self.prior_weight,
-            "temperature": self.temperature,
         }
 
     @classmethod
@@ -98,54 +102,74 @@ class GenreHead(nn.Module):
             return cls(
                 arch=config["arch"],
                 n_classes=int(config["n_classes"]),
-                inputs=[(str(n), int(s)) for n, s in config["inputs"]],
-                n_encoder_classes=int(config["n_encoder_classes"]),
+                experts=[(int(s), int(n)) for s, n in config["experts"]],
+                inputs=[(int(s), str(a), int(n)) for s, a, n in config["inputs"]],
                 head_weight=float(config["head_weight"]),
                 prior_weight=float(config["prior_weight"]),
-                temperature=float(config["temperature"]),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelError(f"bad genre head description {dict(config)!r}: {exc}") from None
 
-    @property
-    def needs(self) -> list[str]:
-        """The stored arrays ``forward`` reads."""
-        names = [name for name, _ in self.inputs] if self.head_weight else []
-        return sorted({*names, *(["logits"] if self.prior_weight else [])})
+    def prior_map(self, k: int) -> torch.Tensor:
+        found = getattr(self, f"prior_map_{k}")
+        assert isinstance(found, torch.Tensor)
+        return found
 
-    def set_prior(self, mapping: Sequence[Sequence[int]]) -> None:
-        """``mapping[c]``: the encoder class indices that stand for genre ``c``."""
+    def needs(self, position: int) -> list[str]:
+        """The arrays of the feature set at ``position`` that ``forward`` reads."""
+        names = {name for s, name, _ in self.inputs if s == position and self.head_weight}
+        if self.prior_weight and any(s == position for s, _ in self.experts):
+            names.add("logits")
+        return sorted(names)
+
+    def set_prior(self, k: int, mapping: Sequence[Sequence[int]]) -> None:
+        """``mapping[c]``: the classes of expert ``k`` that stand for genre ``c``."""
         if len(mapping) != self.n_classes:
             raise ConfigError(f"prior mapping has {len(mapping)} genres, not {self.n_classes}")
-        self.prior_map.zero_()
+        table = self.prior_map(k)
+        table.zero_()
         for genre, indices in enumerate(mapping):
             for index in indices:
-                if not 0 <= index < self.n_encoder_classes:
-                    raise ConfigError(f"encoder class {index} is out of range")
-                self.prior_map[genre, index] = True
+                if not 0 <= index < table.shape[1]:
+                    raise ConfigError(f"class {index} is out of range for expert {k}")
+                table[genre, index] = True
+
+    def set_calibration(self, *, scales: torch.Tensor, bias: torch.Tensor) -> None:
+        self.scales.copy_(scales)
+        self.bias.copy_(bias)
 
     def set_standardisation(self, *, mean: torch.Tensor, std: torch.Tensor) -> None:
         """Standardise the trained part's inputs with these per-feature statistics."""
         self.mean.copy_(mean)
         self.std.copy_(torch.clamp(std, min=1e-6))
 
-    def features(self, arrays: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        """The trained part's input ``[B, width]``: the named arrays, standardised."""
-        x = torch.cat([arrays[name].float() for name, _ in self.inputs], dim=1)
+    def expert_logits(self, features: Features) -> torch.Tensor:
+        """``[T, K, n_classes]``: per expert and genre, the largest logit of its classes
+        (0 where the expert has none for the genre)."""
+        columns = []
+        for k, (position, _) in enumerate(self.experts):
+            logits = features[position]["logits"].float()
+            table = self.prior_map(k)
+            masked = logits.unsqueeze(1).masked_fill(~table, float("-inf")).amax(dim=2)
+            columns.append(torch.where(table.any(dim=1), masked, torch.zeros_like(masked)))
+        return torch.stack(columns, dim=1)
+
+    def prior(self, features: Features) -> torch.Tensor:
+        """The calibrated prior's log-probabilities ``[T, n_classes]``."""
+        z = self.expert_logits(features)
+        return torch.log_softmax((self.scales[None, :, None] * z).sum(dim=1) + self.bias, dim=1)
+
+    def standardised(self, features: Features) -> torch.Tensor:
+        """The trained part's input ``[T, width]``."""
+        x = torch.cat([features[s][name].float().flatten(1) for s, name, _ in self.inputs], dim=1)
         return (x - self.mean) / self.std
 
-    def prior_logits(self, encoder_logits: torch.Tensor) -> torch.Tensor:
-        """``[B, n_classes]``: per genre, the largest logit of its encoder classes."""
-        masked = encoder_logits.float().unsqueeze(1).masked_fill(~self.prior_map, _NO_CLASS)
-        return masked.amax(dim=2)
-
-    def forward(self, arrays: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        """Genre logits (log-probabilities up to a constant) ``[B, n_classes]``."""
+    def forward(self, features: Features) -> torch.Tensor:
+        """Genre scores (log-probabilities up to a constant) ``[T, n_classes]``."""
         parts = []
         if self.head_weight:
-            trained = self.linear(self.features(arrays))
+            trained = self.linear(self.standardised(features))
             parts.append(self.head_weight * torch.log_softmax(trained, dim=1))
         if self.prior_weight:
-            prior = self.prior_logits(arrays["logits"]) / self.temperature
-            parts.append(self.prior_weight * torch.log_softmax(prior, dim=1))
+            parts.append(self.prior_weight * self.prior(features))
         return torch.stack(parts).sum(dim=0)

@@ -111,14 +111,15 @@ def genre_of_tag(tag: str | None, genre_map: Mapping[str, str | None]) -> str | 
 
 @dataclass(frozen=True)
 class TrainingTrack:
-    """One track to learn from or test on. ``library_segments``: (shard path, shard sha256,
-    row) of each segment for library tracks; empty for files of a labelled folder."""
+    """One track to learn from or test on. ``library_segments``: for library tracks, by
+    feature version, (shard path, shard sha256, row) of each segment; empty for files of a
+    labelled folder."""
 
     key: str
     genre: str
     path: Path
     sha256: str
-    library_segments: tuple[tuple[str, str, int], ...] = ()
+    library_segments: Mapping[str, tuple[tuple[str, str, int], ...]] = field(default_factory=dict)
     source: str = ""  # the data folder's name (results are reported per folder)
 
 
@@ -176,7 +177,8 @@ class FeatureStore:
         self, track: TrainingTrack, steps: int, hop: float | None, variant: str
     ) -> bool:
         # The library's shards hold its tracks as recorded, on the grid; the rest is decoded.
-        return bool(steps or hop is not None or variant or not track.library_segments)
+        held = self.params.version in track.library_segments
+        return bool(steps or hop is not None or variant or not held)
 
     def prepare(
         self, wanted: Wanted, *, hop_seconds: float | None = None, variant: str = ""
@@ -219,9 +221,10 @@ class FeatureStore:
         return [None if a is None else a[primary] for a in found]
 
     def _library_arrays(self, tracks: Sequence[TrainingTrack]) -> list[dict[str, np.ndarray]]:
+        version = self.params.version
         rows_of: dict[tuple[str, str], list[int]] = {}
         for track in tracks:
-            for shard, sha, row in track.library_segments:
+            for shard, sha, row in track.library_segments[version]:
                 rows_of.setdefault((shard, sha), []).append(row)
         read: dict[tuple[str, int], dict[str, np.ndarray]] = {}
         for (shard, sha), rows in rows_of.items():
@@ -232,7 +235,7 @@ class FeatureStore:
                 read[(shard, row)] = {k: v[i].astype(np.float16) for k, v in arrays.items()}
         return [
             {
-                name: np.stack([read[(s, r)][name] for s, _, r in t.library_segments])
+                name: np.stack([read[(s, r)][name] for s, _, r in t.library_segments[version]])
                 for name in self.params.shapes
             }
             for t in tracks
@@ -319,37 +322,36 @@ def _finish(tracks: Sequence[TrainingTrack], description: dict[str, Any]) -> Tra
     return TrainingData(tuple(tracks), classes, description)
 
 
-def library_data(settings: Settings, params: FeatureSet) -> TrainingData:
+def library_data(settings: Settings) -> TrainingData:
     """Library tracks with the user's own label (``genrectl label``), or else a genre tag that
-    maps to a class (see ``load_genre_map``). The user's label wins over the file's tag."""
+    maps to a class (see ``load_genre_map``). The user's label wins over the file's tag.
+    Their features come from the library's shards where it holds them (every feature set
+    featurized for the promoted model), else from the training cache (decoded once)."""
     genre_map = load_genre_map(settings.home)
     with session_scope(settings) as session:
         labels = user_labels(session)
-        featurized = select(Segment.track_id).where(Segment.feature_version == params.version)
         rows = session.execute(
             select(Track.id, Track.path, Track.content_hash, Track.genre_tag)
-            .where(Track.status == TrackStatus.OK, Track.id.in_(featurized))
+            .where(Track.status == TrackStatus.OK)
             .order_by(Track.id)
         ).all()
         segments = session.execute(
-            select(Segment.track_id, Shard.path, Shard.sha256, Segment.row)
+            select(Segment.track_id, Segment.feature_version, Shard.path, Shard.sha256, Segment.row)
             .join(Shard, Shard.id == Segment.shard_id)
-            .where(Segment.feature_version == params.version)
-            .order_by(Segment.track_id, Segment.index)
+            .order_by(Segment.track_id, Segment.feature_version, Segment.index)
         ).all()
-    where: dict[int, list[tuple[str, str, int]]] = {}
-    for track_id, shard, sha, row in segments:
-        where.setdefault(track_id, []).append((shard, sha, row))
+    where: dict[int, dict[str, list[tuple[str, str, int]]]] = {}
+    for track_id, version, shard, sha, row in segments:
+        where.setdefault(track_id, {}).setdefault(version, []).append((shard, sha, row))
     tagged, untagged = [], 0
     for track_id, path, content_hash, tag in rows:
         genre = labels.get(track_id) or genre_of_tag(tag, genre_map)
-        if genre is None or not content_hash or track_id not in where:
+        if genre is None or not content_hash:
             untagged += 1
             continue
         local = Path(settings.map_path(path))
-        tagged.append(
-            TrainingTrack(content_hash, genre, local, content_hash, tuple(where[track_id]))
-        )
+        held = {v: tuple(r) for v, r in where.get(track_id, {}).items()}
+        tagged.append(TrainingTrack(content_hash, genre, local, content_hash, held))
     tracks, duplicates = _dedupe(tagged)
     counts = Counter(t.genre for t in tracks)
     rare = sorted(g for g, n in counts.items() if n < MIN_LIBRARY_TRACKS_PER_GENRE)

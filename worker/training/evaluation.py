@@ -7,10 +7,11 @@ ensemble over segments the reference wished it had used).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -19,6 +20,9 @@ from torch import nn
 from genrectl.errors import ConfigError
 from worker.inference.predict import predict_segments, track_probabilities
 from worker.training.datasets import SegmentSet
+
+if TYPE_CHECKING:
+    from worker.training.data import TrainingData
 from worker.training.loop import EpochStats
 
 
@@ -63,13 +67,46 @@ class Evaluation:
     per_genre: dict[str, dict[str, float]]
     n_segments: int
     n_tracks: int
+    # track id -> (true class, predicted class): lets folds be pooled per track.
+    track_answers: dict[int, tuple[int, int]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able numbers, e.g. for a model file's metrics."""
         data = asdict(self)
+        data.pop("track_answers")
+        if math.isnan(self.segment_accuracy):  # a model that reads whole tracks
+            data["segment_accuracy"] = None
         data["segment_confusion"] = self.segment_confusion.tolist()
         data["track_confusion"] = self.track_confusion.tolist()
         return data
+
+
+def macro_recall(truth: np.ndarray, predicted: np.ndarray, n_classes: int) -> float:
+    """Mean over the genres present in ``truth`` of the share of their tracks predicted."""
+    present = [c for c in range(n_classes) if (truth == c).any()]
+    recalls = [float((predicted[truth == c] == c).mean()) for c in present]
+    return float(np.mean(recalls)) if recalls else 0.0
+
+
+def pooled_scores(
+    truth: np.ndarray, predicted: np.ndarray, sources: np.ndarray, n_classes: int
+) -> dict[str, Any]:
+    """Accuracy and per-genre mean recall of pooled (e.g. out-of-fold) track answers, overall
+    and per source folder (``sources``: one name per track)."""
+    out: dict[str, Any] = {
+        "tracks": len(truth),
+        "accuracy": float((truth == predicted).mean()) if len(truth) else 0.0,
+        "macro_recall": macro_recall(truth, predicted, n_classes),
+        "by_source": {},
+    }
+    for source in sorted(set(sources.tolist())):
+        mask = sources == source
+        out["by_source"][source] = {
+            "tracks": int(mask.sum()),
+            "accuracy": float((truth[mask] == predicted[mask]).mean()),
+            "macro_recall": macro_recall(truth[mask], predicted[mask], n_classes),
+        }
+    return out
 
 
 def track_labels(labels: np.ndarray, track_ids: np.ndarray) -> dict[int, int]:
@@ -101,6 +138,36 @@ def score_probabilities(
         per_genre=genre_scores(track_confusion, classes),
         n_segments=len(data),
         n_tracks=len(per_track),
+        track_answers={
+            t: (int(true), int(pred))
+            for t, true, pred in zip(per_track, track_true, track_pred, strict=True)
+        },
+    )
+
+
+def track_evaluation(
+    scores: dict[int, np.ndarray], data: TrainingData, *, classes: Sequence[str]
+) -> Evaluation:
+    """Score per-track class probabilities (``{track index: [C]}``, a model that reads
+    whole tracks) against ``data``'s genres; the segment fields stay empty."""
+    label_of = {c: i for i, c in enumerate(classes)}
+    tracks = sorted(scores)
+    truth = np.asarray([label_of[data.tracks[t].genre] for t in tracks], dtype=np.int64)
+    predicted = np.asarray([int(np.argmax(scores[t])) for t in tracks], dtype=np.int64)
+    confusion = confusion_matrix(truth, predicted, n_classes=len(classes))
+    empty = np.zeros((len(classes), len(classes)), dtype=np.int64)
+    return Evaluation(
+        classes=list(classes),
+        segment_accuracy=float("nan"),
+        track_accuracy=float((truth == predicted).mean()) if tracks else 0.0,
+        segment_confusion=empty,
+        track_confusion=confusion,
+        per_genre=genre_scores(confusion, classes),
+        n_segments=0,
+        n_tracks=len(tracks),
+        track_answers={
+            t: (int(a), int(b)) for t, a, b in zip(tracks, truth, predicted, strict=True)
+        },
     )
 
 

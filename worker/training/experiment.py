@@ -26,12 +26,14 @@ from db.registry import find_model
 from genrectl.errors import ConfigError
 from genrectl.settings import Settings
 from worker.features.mel import FeatureParams
-from worker.features.sets import feature_set_from_dict
+from worker.features.sets import model_feature_sets
 from worker.inference.label import cached_model
+from worker.inference.predict import score_tracks
 from worker.models.device import resolve_device
+from worker.models.heads import GenreHead
 from worker.training.data import FeatureStore, TrainingData, folder_data, folder_tracks, segment_set
 from worker.training.datasets import kfold, split_tracks
-from worker.training.evaluation import evaluate_model, plot_confusion
+from worker.training.evaluation import evaluate_model, plot_confusion, track_evaluation
 from worker.training.job import device_for
 from worker.training.loop import TrainConfig
 from worker.training.runs import TrainReporter, cross_validate, run_fingerprint, train_on_split
@@ -248,7 +250,8 @@ def evaluate_folder(
         model = find_model(session, model_name)
         path, sha, name = model.path, model.sha256, model.name
     loaded = cached_model(path, sha)
-    store = FeatureStore(settings, feature_set_from_dict(loaded.feature_params))
+    stores = [FeatureStore(settings, s) for s in model_feature_sets(loaded.feature_params)]
+    store = stores[0]
     tracks, description = folder_tracks(settings, root, store)
     known = [t for t in tracks if t.genre in loaded.classes]
     skipped = sorted({t.genre for t in tracks} - set(loaded.classes))
@@ -257,9 +260,15 @@ def evaluate_folder(
             f"no track of '{root}' has a genre model {name!r} knows ({', '.join(loaded.classes)})"
         )
     data = TrainingData(tuple(known), tuple(loaded.classes), description)
-    test, _ = segment_set(data, data.keys, store)
-    device = resolve_device(device_for(settings))
-    result = evaluate_model(loaded.model, test, classes=loaded.classes, device=device)
+    if isinstance(loaded.model, GenreHead):
+        from worker.training.headjob import track_rows
+
+        scores = score_tracks(loaded.model, [track_rows(s, data) for s in stores])
+        result = track_evaluation(scores, data, classes=loaded.classes)
+    else:
+        test, _ = segment_set(data, data.keys, store)
+        device = resolve_device(device_for(settings))
+        result = evaluate_model(loaded.model, test, classes=loaded.classes, device=device)
     output_dir.mkdir(parents=True, exist_ok=True)
     picture = plot_confusion(
         result.track_confusion,
@@ -274,5 +283,5 @@ def evaluate_folder(
         "skipped_genres": {g: sum(t.genre == g for t in tracks) for g in skipped},
         "unusable": description["unusable"],
         "confusion_png": str(picture),
-        "decoded_files": store.cache.decoded,
+        "decoded_files": sum(s.cache.decoded for s in stores),
     }

@@ -1,11 +1,18 @@
-"""The training job for genre heads on a pretrained encoder (``--arch mn04-head`` and
-``mn04-zeroshot``): encoder rows of every track → out-of-fold scores → a head fit on all
-the data → registered.
+"""The training job for genre heads on the pretrained encoders (``--arch encoder-head`` and
+``mn04-zeroshot``): encoder features of every track → out-of-fold scores → a head fit on
+all the data → registered.
 
-Unlike the CNN job there is no held-out test split for the registered model: it learns
-from every track, and how well the recipe does on music it never heard is what the
-cross-validation says (with a fold file grouped by artist, on artists it never heard). The
-MFCC baseline and the zero-shot model are scored on the same folds, side by side.
+Unlike the CNN job there is no held-out test split for the registered model: it learns from
+every track, and how well its recipe does on music it never heard is what cross-validation
+says (with a fold file grouped by artist: on artists it never heard). The zero-shot model
+and the MFCC baseline are scored on the same folds, side by side.
+
+The recipe, by arch (measured out of fold on GTZAN, README "Models and accuracy"):
+
+- ``encoder-head``: experts mn04 (AudioSet genre classes, 10 s windows) and msd_fcn
+  (Last.fm genre tags, one 29 s window), their prior calibrated, blended with a logistic
+  regression on msd_fcn's 64-d embedding;
+- ``mn04-zeroshot``: mn04's genre classes as they are; nothing is trained.
 """
 
 from __future__ import annotations
@@ -13,7 +20,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,26 +29,28 @@ import torch
 
 from genrectl.errors import ConfigError
 from genrectl.settings import Settings
-from worker.features.encoder import EncoderParams
+from worker.features.encoder import LEVEL, mn04_features, msd_fcn_features
 from worker.features.mel import FeatureParams
+from worker.features.sets import FeatureSet
+from worker.inference.predict import Rows, head_features, track_probabilities
 from worker.models.encoders import class_names
 from worker.models.heads import GenreHead
 from worker.models.zeroshot import load_zeroshot_map, prior_indices
 from worker.training.baseline import baseline_probabilities, fit_baseline, mfcc_statistics
 from worker.training.data import FeatureStore, TrainingData, segment_set
 from worker.training.datasets import kfold
-from worker.training.evaluation import confusion_matrix, genre_scores, plot_confusion
+from worker.training.evaluation import (
+    confusion_matrix,
+    genre_scores,
+    plot_confusion,
+    pooled_scores,
+)
 from worker.training.folds import read_fold_file
 from worker.training.heads import (
-    HeadRecipe,
-    Rows,
-    build_head,
-    choose,
-    fit_linear,
-    macro_recall,
-    stacked_inputs,
-    track_scores,
-    weights,
+    Fitted,
+    TrackTable,
+    choose_and_fit,
+    inner_folds,
 )
 from worker.training.runs import TrainReporter
 
@@ -50,271 +58,282 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class Design:
+    """What an arch reads: its feature sets, its experts (feature set position and encoder)
+    and its trained part's inputs (feature set position, array, size)."""
+
+    sets: list[FeatureSet]
+    experts: list[tuple[int, str]]
+    inputs: list[tuple[int, str, int]]
+
+
+def design(arch: str) -> Design:
+    if arch == "mn04-zeroshot":
+        return Design([mn04_features()], [(0, "mn04")], [])
+    if arch == "encoder-head":
+        return Design(
+            [mn04_features(), msd_fcn_features()],
+            [(0, "mn04"), (1, "msd_fcn")],
+            [(1, "emb64", 64)],
+        )
+    raise ConfigError(f"arch={arch!r} is not a genre head")
+
+
+def empty_head(arch: str, classes: tuple[str, ...], home: Path) -> GenreHead:
+    """The arch's head for ``classes`` with its zero-shot maps set and nothing fitted: the
+    zero-shot model itself for ``mn04-zeroshot``. Raises ConfigError when a genre has no
+    encoder class in any map (the prior knows nothing of it)."""
+    plan = design(arch)
+    maps = load_zeroshot_map(home)
+    indices = [
+        prior_indices(classes, maps.get(encoder) or {}, class_names(encoder))
+        for _, encoder in plan.experts
+    ]
+    unmapped = [g for i, g in enumerate(classes) if not any(ix[i] for ix in indices)]
+    if unmapped and (arch == "mn04-zeroshot" or len(unmapped) == len(classes)):
+        raise ConfigError(
+            f"genres {unmapped} have no classes in the zero-shot map: add them to "
+            "zeroshot-map.json in GENRECTL_HOME (`genrectl models classes` lists the names)"
+        )
+    head = GenreHead(
+        arch=arch,
+        n_classes=len(classes),
+        experts=[(s, len(class_names(e))) for s, e in plan.experts],
+        inputs=plan.inputs,
+        head_weight=1.0 if plan.inputs else 0.0,
+        prior_weight=1.0,
+    )
+    for k, ix in enumerate(indices):
+        head.set_prior(k, ix)
+    if len(plan.experts) > 1:  # uncalibrated: every expert heard equally until training
+        head.scales.fill_(1.0)
+    return head
+
+
+@dataclass(frozen=True)
 class HeadData:
-    """Every track's encoder rows (``rows.owner`` indexes ``data.tracks``), the degraded
-    copies' rows by variant, labels and groups per track, and the zero-shot prior's
-    per-genre encoder classes (None where some genre has none)."""
+    """Every track's rows per feature set (``owner``: index into ``data.tracks``) and the
+    per-track table the head is fitted on."""
 
     data: TrainingData
-    rows: Rows
-    variant_rows: dict[str, Rows]
-    labels: np.ndarray
-    groups: list[str]
-    prior: list[list[int]] | None
-    sizes: dict[str, int]
-    n_encoder_classes: int
+    rows: list[Rows]
+    table: TrackTable
 
 
-def _rows(store: FeatureStore, data: TrainingData, *, variant: str = "") -> Rows:
+def track_rows(store: FeatureStore, data: TrainingData, variant: str = "") -> Rows:
+    """The rows of every track of ``data`` (``owner``: its index), from the store (featurized
+    into the training cache first where needed), degraded as ``variant`` says."""
     wanted = [(t, 0) for t in data.tracks]
-    if variant:
-        store.prepare(wanted, variant=variant)
+    failed = store.prepare(wanted, variant=variant)
+    if failed:
+        key, reason = next(iter(failed.items()))
+        raise ConfigError(f"{len(failed)} tracks gave no encoder features, e.g. {key}: {reason}")
     found = store.arrays(wanted, variant=variant)
-    parts = [
-        Rows({k: np.asarray(v, np.float32) for k, v in a.items()}, np.full(len(a["logits"]), i))
-        for i, a in enumerate(found)
-        if a is not None
-    ]
-    if not parts:
-        raise ConfigError("no track gave encoder features")
-    return Rows.concatenate(parts)
+    return Rows.concatenate(
+        [
+            Rows({k: np.asarray(v, np.float32) for k, v in a.items()}, np.full(len(a[LEVEL]), i))
+            for i, a in enumerate(found)
+            if a is not None
+        ]
+    )
 
 
 def head_data(
     settings: Settings,
+    arch: str,
     data: TrainingData,
-    store: FeatureStore,
-    *,
-    variants: Sequence[str],
+    stores: list[FeatureStore],
     groups: dict[str, str] | None,
+    *,
+    variant: str = "",
 ) -> HeadData:
-    params = store.params
-    assert isinstance(params, EncoderParams)
-    names = class_names(params.encoder)
-    indices = prior_indices(data.classes, load_zeroshot_map(settings.home), names)
+    """Every track's encoder rows, and the per-track table (of the tracks as recorded, or of
+    their copies degraded as ``variant`` says)."""
+    rows = [track_rows(store, data, variant) for store in stores]
+    head = empty_head(arch, data.classes, settings.home)
+    features = head_features(head, rows, np.arange(len(data.tracks)))
+    with torch.no_grad():
+        z = head.expert_logits(features).numpy() if head.experts else None
+        x = head.standardised(features).numpy() if head.inputs else None  # raw: mean 0, std 1
     label_of = {g: i for i, g in enumerate(data.classes)}
-    return HeadData(
-        data=data,
-        rows=_rows(store, data),
-        variant_rows={v: _rows(store, data, variant=v) for v in variants},
+    table = TrackTable(
+        z=z,
+        x=x,
         labels=np.asarray([label_of[t.genre] for t in data.tracks], dtype=np.int64),
         groups=[(groups or {}).get(t.key, f"track:{t.key}") for t in data.tracks],
-        prior=indices if all(indices) else None,
-        sizes={name: shape[0] for name, shape in params.shapes.items()},
-        n_encoder_classes=len(names),
+        sources=[t.source or "data" for t in data.tracks],
+        n_classes=len(data.classes),
     )
+    return HeadData(data, rows, table)
 
 
-def _prior_log_probs(hd: HeadData, rows: Rows, temperature: float) -> np.ndarray | None:
-    if hd.prior is None:
-        return None
-    head = build_head(
-        arch="mn04-zeroshot",
-        classes=hd.data.classes,
-        recipe=HeadRecipe(inputs=()),
-        sizes=hd.sizes,
-        prior_map=hd.prior,
-        n_encoder_classes=hd.n_encoder_classes,
-        prior_weight=1.0,
-        fitted=None,
-    )
-    with torch.no_grad():
-        logits = head.prior_logits(torch.from_numpy(rows.arrays["logits"])) / temperature
-    return torch.log_softmax(logits, dim=1).numpy()
-
-
-def fit_on(
-    hd: HeadData, tracks: np.ndarray, *, arch: str, recipe: HeadRecipe, seed: int
-) -> tuple[GenreHead, dict[str, Any]]:
-    """A head trained on ``tracks`` (indices into ``hd.data.tracks``) and their degraded
-    copies, its l2 and prior weight chosen by inner cross-validation on them."""
-    if arch == "mn04-zeroshot":
-        if hd.prior is None:
-            raise ConfigError(_unmapped(hd))
-        head = build_head(
-            arch=arch,
-            classes=hd.data.classes,
-            recipe=HeadRecipe(inputs=()),
-            sizes=hd.sizes,
-            prior_map=hd.prior,
-            n_encoder_classes=hd.n_encoder_classes,
-            prior_weight=1.0,
-            fitted=None,
+def to_head(arch: str, hd: HeadData, fitted: Fitted, home: Path) -> GenreHead:
+    """The GenreHead holding ``fitted`` (its calibration, trained part and blend)."""
+    head = empty_head(arch, hd.data.classes, home)
+    if fitted.scales is not None and fitted.bias is not None:
+        head.set_calibration(
+            scales=torch.from_numpy(fitted.scales).float(),
+            bias=torch.from_numpy(fitted.bias).float(),
         )
-        return head, {"kind": "zero-shot: no training"}
-    train = Rows.concatenate(
-        [hd.rows.of(tracks), *(r.of(tracks) for r in hd.variant_rows.values())]
-    )
-    prior = _prior_log_probs(hd, train, recipe.temperature)
-    n_classes = len(hd.data.classes)
-    choice = choose(
-        train, hd.labels, hd.groups, recipe=recipe, n_classes=n_classes, prior=prior, seed=seed
-    )
-
-    fitted = fit_linear(
-        stacked_inputs(train, recipe.inputs),
-        hd.labels[train.owner],
-        weights(train.owner, hd.labels[train.owner], n_classes),
-        n_classes=n_classes,
-        l2=choice.l2,
-        max_iter=recipe.max_iter,
-    )
-    head = build_head(
-        arch=arch,
-        classes=hd.data.classes,
-        recipe=recipe,
-        sizes=hd.sizes,
-        prior_map=hd.prior,
-        n_encoder_classes=hd.n_encoder_classes,
-        prior_weight=choice.prior_weight,
-        fitted=fitted,
-    )
-    return head, {"l2": choice.l2, "prior_weight": choice.prior_weight, "inner": choice.scores}
+    if fitted.linear is not None:
+        with torch.no_grad():
+            head.linear.weight.copy_(torch.from_numpy(fitted.linear.weight))
+            head.linear.bias.copy_(torch.from_numpy(fitted.linear.bias))
+        head.set_standardisation(
+            mean=torch.from_numpy(fitted.linear.mean).float(),
+            std=torch.from_numpy(fitted.linear.std).float(),
+        )
+    head.head_weight = 1.0 if fitted.linear is not None else 0.0
+    head.prior_weight = fitted.w if fitted.scales is not None or arch == "mn04-zeroshot" else 0.0
+    return head.eval()
 
 
-def _unmapped(hd: HeadData) -> str:
-    return "a zero-shot model needs " + _unmapped_note(hd.data).removeprefix("none: ")
-
-
-def _scores(
-    truth: np.ndarray, predicted: np.ndarray, sources: np.ndarray, classes: Sequence[str]
-) -> dict[str, Any]:
-    """Accuracy and per-genre mean recall, overall and per source folder."""
-    n = len(classes)
-    out: dict[str, Any] = {
-        "tracks": len(truth),
-        "accuracy": float((truth == predicted).mean()) if len(truth) else 0.0,
-        "macro_recall": macro_recall(truth, predicted, n),
-        "by_source": {},
-    }
-    for source in sorted(set(sources.tolist())):
-        mask = sources == source
-        out["by_source"][source] = {
-            "tracks": int(mask.sum()),
-            "accuracy": float((truth[mask] == predicted[mask]).mean()),
-            "macro_recall": macro_recall(truth[mask], predicted[mask], n),
-        }
-    return out
+def fit_tracks(
+    arch: str, hd: HeadData, tracks: np.ndarray, *, folds_of: dict[int, int] | None, seed: int
+) -> Fitted:
+    """The arch's head fitted on ``tracks`` (its numbers chosen by inner CV on them)."""
+    if arch == "mn04-zeroshot":
+        return Fitted(None, None, None, 1.0, chosen={"kind": 0.0})
+    inner = inner_folds(hd.table, tracks, folds_of=folds_of, k=4, seed=seed)
+    return choose_and_fit(hd.table, tracks, inner=inner)
 
 
 @dataclass(frozen=True)
 class FoldPlan:
-    """Test tracks (indices into the data) of each fold, where they came from, and the tracks
-    no fold tests (a fold file that does not name them)."""
+    """Test tracks (indices into the data) of each fold, where they came from, the fold of
+    each tracked named (for inner CV), and how many tracks no fold tests."""
 
     tests: list[np.ndarray]
     source: str
+    folds_of: dict[int, int] | None
     untested: int
 
 
 def fold_plan(
-    spec_folds: int | None, fold_file: str | None, data: TrainingData, seed: int
+    folds: int | None, fold_file: str | None, data: TrainingData, seed: int
 ) -> FoldPlan | None:
     index = data.by_key()
     if fold_file:
         assignment = read_fold_file(Path(fold_file))
-        named = [k for k in data.keys if k in assignment.fold_of]
+        named = {index[k]: f for k, f in assignment.fold_of.items() if k in index}
         if not named:
-            raise ConfigError(
-                f"the fold file {fold_file} names none of the {len(data.keys)} tracks"
-            )
+            raise ConfigError(f"the fold file {fold_file} names none of the {len(index)} tracks")
         tests = [
-            np.asarray([index[k] for k in named if assignment.fold_of[k] == f], dtype=np.int64)
-            for f in assignment.folds
+            np.asarray(sorted(t for t, f in named.items() if f == fold), dtype=np.int64)
+            for fold in sorted(set(named.values()))
         ]
-        return FoldPlan(
-            [t for t in tests if len(t)], f"fold file {fold_file}", len(data.keys) - len(named)
-        )
-    if spec_folds:
-        splits = kfold(data.keys, data.genres, k=spec_folds, seed=seed)
-        tests = [np.asarray([index[k] for k in s.test], dtype=np.int64) for s in splits]
-        return FoldPlan(tests, f"{spec_folds} folds stratified by genre (seed {seed})", 0)
+        return FoldPlan(tests, f"fold file {fold_file}", named, len(index) - len(named))
+    if folds:
+        splits = kfold(data.keys, data.genres, k=folds, seed=seed)
+        tests = [np.asarray(sorted(index[k] for k in s.test), dtype=np.int64) for s in splits]
+        return FoldPlan(tests, f"{folds} folds stratified by genre (seed {seed})", None, 0)
     return None
 
 
-def _baseline_scores(
+def _baseline(
     settings: Settings, data: TrainingData, plan: FoldPlan, reporter: TrainReporter
 ) -> dict[int, np.ndarray]:
     """Out-of-fold track probabilities of the MFCC + logistic regression baseline, fitted on
     the reference mel's 6 s segments of the same training tracks."""
     store = FeatureStore(settings, FeatureParams(), progress=reporter.featurizing)
     store.prepare([(t, 0) for t in data.tracks])
-    n = len(data.classes)
     out: dict[int, np.ndarray] = {}
+    everything = np.concatenate(plan.tests)
     for test in plan.tests:
-        train = np.setdiff1d(np.concatenate(plan.tests), test)
+        train = np.setdiff1d(everything, test)
         train_set, _ = segment_set(data, [data.tracks[i].key for i in train], store)
         test_set, _ = segment_set(data, [data.tracks[i].key for i in test], store)
         model = fit_baseline(mfcc_statistics(mel_db=train_set.mel), train_set.labels)
-        probs = baseline_probabilities(model, mfcc_statistics(mel_db=test_set.mel), n_classes=n)
-        from worker.inference.predict import track_probabilities
-
+        probs = baseline_probabilities(
+            model, mfcc_statistics(mel_db=test_set.mel), n_classes=len(data.classes)
+        )
         out.update(track_probabilities(probs, test_set.track_ids))
     return out
 
 
 def cross_validate_head(
     settings: Settings,
+    arch: str,
     hd: HeadData,
     plan: FoldPlan,
     *,
-    arch: str,
-    recipe: HeadRecipe,
     seed: int,
     reporter: TrainReporter,
+    degraded: dict[str, HeadData] | None = None,
 ) -> dict[str, Any]:
-    """Out-of-fold scores of the recipe, of the zero-shot prior alone and of the MFCC
-    baseline on the same folds, overall and per source folder; per-genre scores and the
-    confusion matrix of the recipe; per-variant scores on degraded copies of the test
-    tracks; what inner cross-validation chose in each fold."""
-    classes = list(hd.data.classes)
+    """Out-of-fold scores of the arch's recipe, of the zero-shot model and of the MFCC
+    baseline on the same folds, overall and per source folder; the recipe's scores on the
+    ``degraded`` copies of each fold's test tracks (the head fitted on the originals); per-
+    genre scores and the confusion matrix of the recipe; what inner cross-validation chose
+    in each fold."""
+    n = hd.table.n_classes
+    degraded = degraded or {}
     oof: dict[str, dict[int, np.ndarray]] = {"model": {}, "zeroshot": {}}
-    oof.update({f"model on {v}": {} for v in hd.variant_rows})
+    oof.update({f"model on {v}": {} for v in degraded})
     choices = []
+    everything = np.concatenate(plan.tests)
+    zeroshot = (
+        empty_head("mn04-zeroshot", hd.data.classes, settings.home)
+        if arch != "mn04-zeroshot"
+        else None
+    )
     for number, test in enumerate(plan.tests, start=1):
-        reporter.stage(f"fold {number}/{len(plan.tests)}: {len(test)} test tracks")
-        train = np.setdiff1d(np.concatenate(plan.tests), test)
-        head, chosen = fit_on(hd, train, arch=arch, recipe=recipe, seed=seed + number)
-        choices.append({"fold": number, **chosen})
-        oof["model"].update(track_scores(head, hd.rows.of(test)))
-        for variant, rows in hd.variant_rows.items():
-            oof[f"model on {variant}"].update(track_scores(head, rows.of(test)))
-        if hd.prior is not None:
-            zeroshot, _ = fit_on(hd, train, arch="mn04-zeroshot", recipe=recipe, seed=seed)
-            oof["zeroshot"].update(track_scores(zeroshot, hd.rows.of(test)))
-    reporter.stage("MFCC baseline on the same folds")
-    oof["baseline"] = _baseline_scores(settings, hd.data, plan, reporter)
+        reporter.stage(f"Fold {number}/{len(plan.tests)}: {len(test)} test tracks")
+        train = np.setdiff1d(everything, test)
+        fitted = fit_tracks(arch, hd, train, folds_of=plan.folds_of, seed=seed + number)
+        choices.append({"fold": number, **fitted.chosen})
+        if arch == "mn04-zeroshot":
+            scores = _zeroshot_scores(empty_head(arch, hd.data.classes, settings.home), hd, test)
+        else:
+            scores = fitted.log_probs(hd.table, test)
+            for variant, copies in degraded.items():
+                found = fitted.log_probs(copies.table, test)
+                oof[f"model on {variant}"].update(zip(test.tolist(), found, strict=True))
+        oof["model"].update(zip(test.tolist(), scores, strict=True))
+    oof["zeroshot"] = (
+        dict(zip(everything.tolist(), _zeroshot_scores(zeroshot, hd, everything), strict=True))
+        if zeroshot
+        else dict(oof["model"])
+    )
+    reporter.stage("The MFCC baseline on the same folds")
+    oof["baseline"] = _baseline(settings, hd.data, plan, reporter)
     tested = np.asarray(sorted(oof["model"]), dtype=np.int64)
-    truth = hd.labels[tested]
-    sources = np.asarray([hd.data.tracks[i].source or "data" for i in tested])
-    results: dict[str, Any] = {}
-    for name, table in oof.items():
-        if not table:
-            continue
-        predicted = np.asarray([int(np.argmax(table[i])) for i in tested])
-        results[name] = _scores(truth, predicted, sources, classes)
+    truth = hd.table.labels[tested]
+    sources = np.asarray([hd.table.sources[i] for i in tested])
+    results = {
+        name: pooled_scores(
+            truth, np.asarray([int(np.argmax(table[i])) for i in tested]), sources, n
+        )
+        for name, table in oof.items()
+    }
     predicted = np.asarray([int(np.argmax(oof["model"][i])) for i in tested])
-    confusion = confusion_matrix(truth, predicted, n_classes=len(classes))
+    confusion = confusion_matrix(truth, predicted, n_classes=n)
     return {
         "folds": len(plan.tests),
         "fold_source": plan.source,
         "untested_tracks": plan.untested,
         "scores": results,
-        "per_genre": genre_scores(confusion, classes),
+        "per_genre": genre_scores(confusion, list(hd.data.classes)),
         "track_confusion": confusion.tolist(),
         "choices": choices,
     }
 
 
+def _zeroshot_scores(head: GenreHead, hd: HeadData, tracks: np.ndarray) -> np.ndarray:
+    rows = [hd.rows[0]]  # mn04 is every design's first feature set
+    with torch.no_grad():
+        return head(head_features(head, rows, tracks)).numpy()
+
+
 def _metrics(cv: dict[str, Any] | None, chosen: dict[str, Any]) -> dict[str, Any]:
-    """The registry's metrics of a head: out-of-fold when cross-validated, else none."""
+    """The registry's metrics of a head: its recipe's out-of-fold scores, when
+    cross-validated."""
     if cv is None:
         return {
-            "evaluated_on": "nothing: trained without cross-validation (pass --folds)",
+            "evaluated_on": "nothing: trained without cross-validation (--folds)",
             "chosen": chosen,
         }
     scores = cv["scores"]
-    baseline = scores.get("baseline", {})
     return {
         "evaluated_on": f"out of fold, {cv['folds']} folds ({cv['fold_source']}), by track",
         "track_accuracy": scores["model"]["accuracy"],
@@ -324,7 +343,7 @@ def _metrics(cv: dict[str, Any] | None, chosen: dict[str, Any]) -> dict[str, Any
         "track_confusion": cv["track_confusion"],
         "baseline": {
             "method": "MFCC mean+std, logistic regression, same folds",
-            "track_accuracy": baseline.get("accuracy"),
+            "track_accuracy": scores["baseline"]["accuracy"],
             "segment_accuracy": None,
         },
         "cross_validation": cv,
@@ -340,27 +359,33 @@ def train_head_model(settings: Settings, spec: Any, *, reporter: TrainReporter) 
     from worker.training.job import TrainOutcome, load_data, register
 
     started = time.perf_counter()
-    params = EncoderParams()
-    store = FeatureStore(settings, params, progress=reporter.featurizing)
-    reporter.stage("Reading the training data and its encoder features")
-    data = load_data(settings, spec, store)
-    groups = read_fold_file(Path(spec.fold_file)).group_of if spec.fold_file else None
-    hd = head_data(settings, data, store, variants=spec.variants, groups=groups)
-    recipe = HeadRecipe(variants=tuple(spec.variants))
     arch, seed = spec.config.arch, spec.config.seed
+    plan_sets = design(arch).sets
+    stores = [FeatureStore(settings, s, progress=reporter.featurizing) for s in plan_sets]
+    reporter.stage("Reading the training data and its encoder features")
+    data = load_data(settings, spec, stores[0])
+    groups = read_fold_file(Path(spec.fold_file)).group_of if spec.fold_file else None
+    hd = head_data(settings, arch, data, stores, groups)
     plan = fold_plan(spec.folds, spec.fold_file, data, seed)
     cv = None
     if plan is not None:
+        degraded = {}
+        for variant in spec.variants:
+            reporter.stage(f"Featurizing copies of every track degraded as {variant}")
+            degraded[variant] = head_data(settings, arch, data, stores, groups, variant=variant)
         cv = cross_validate_head(
-            settings, hd, plan, arch=arch, recipe=recipe, seed=seed, reporter=reporter
+            settings, arch, hd, plan, seed=seed, reporter=reporter, degraded=degraded
         )
     reporter.stage(f"Fitting {spec.name} ({arch}) on all {len(data.tracks)} tracks")
-    head, chosen = fit_on(hd, np.arange(len(data.tracks)), arch=arch, recipe=recipe, seed=seed)
-    metrics = _metrics(cv, chosen)
+    everything = np.arange(len(data.tracks))
+    fitted = fit_tracks(arch, hd, everything, folds_of=plan.folds_of if plan else None, seed=seed)
+    head = to_head(arch, hd, fitted, settings.home)
+    metrics = _metrics(cv, fitted.chosen)
+    from worker.features.sets import model_feature_params, model_feature_version
+
     training = {
         "data": data.description,
-        "recipe": {**recipe.__dict__, "arch": arch},
-        "prior": "zero-shot map" if hd.prior is not None else _unmapped_note(data),
+        "recipe": {"arch": arch, "chosen": fitted.chosen},
         "folds": spec.folds or spec.fold_file,
         "spec": spec.to_dict(),
         "classes": list(data.classes),
@@ -369,24 +394,24 @@ def train_head_model(settings: Settings, spec: Any, *, reporter: TrainReporter) 
     directory.mkdir(parents=True, exist_ok=True)
     artefacts = {}
     if cv is not None:
-        artefacts["cv_confusion"] = str(
-            plot_confusion(
-                np.asarray(cv["track_confusion"]),
-                list(data.classes),
-                directory / "cv-confusion.png",
-                title=f"Out of fold ({cv['folds']} folds), tracks",
-            )
+        picture = plot_confusion(
+            np.asarray(cv["track_confusion"]),
+            list(data.classes),
+            directory / "cv-confusion.png",
+            title=f"Out of fold ({cv['folds']} folds), tracks",
         )
+        artefacts["cv_confusion"] = str(picture)
     (directory / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
     artefacts["metrics"] = str(directory / "metrics.json")
     path = directory / "model.pt"
+    feature_params = model_feature_params(plan_sets)
     sha256 = save_model(
         path,
         model=head,
         arch=arch,
         input_size="native",
         classes=list(data.classes),
-        feature_params=params.to_dict(),
+        feature_params=feature_params,
         metrics=metrics,
         normalisation={},
         training=training,
@@ -397,18 +422,19 @@ def train_head_model(settings: Settings, spec: Any, *, reporter: TrainReporter) 
         data=data,
         path=path,
         sha256=sha256,
-        params=params,
+        feature_params=feature_params,
+        feature_version=model_feature_version(plan_sets),
         metrics=metrics,
         training=training,
     )
-    seconds = time.perf_counter() - started
+    decoded = sum(store.cache.decoded for store in stores)
     return TrainOutcome(
-        model_id, spec.name, path, metrics, training, artefacts, store.cache.decoded, seconds
-    )
-
-
-def _unmapped_note(data: TrainingData) -> str:
-    return (
-        f"none: not every genre of {list(data.classes)} has encoder classes in the zero-shot "
-        "map (zeroshot-map.json in GENRECTL_HOME)"
+        model_id,
+        spec.name,
+        path,
+        metrics,
+        training,
+        artefacts,
+        decoded,
+        time.perf_counter() - started,
     )

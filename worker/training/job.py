@@ -61,8 +61,8 @@ class TrainSpec:
     ``worker.training.folds``). ``segment_seconds``: 6, the reference's segments (the
     reference-table experiment also uses 30, whole GTZAN tracks). ``train_hop_seconds``:
     training tracks are cut into overlapping windows starting this often (None: the grid,
-    like validation, test and the library). ``variants``: degraded copies of each training
-    track a genre head also learns from (``worker.training.augment``).
+    like validation, test and the library). ``variants``: degraded copies of each fold's
+    test tracks a genre head's cross-validation also scores (``worker.training.augment``).
     """
 
     name: str
@@ -191,7 +191,7 @@ def model_exists(settings: Settings, name: str) -> bool:
 def load_data(settings: Settings, spec: TrainSpec, store: FeatureStore) -> TrainingData:
     """The spec's tracks: labelled folders (featurized into the cache) or the library."""
     if not spec.data:
-        return library_data(settings, store.params)
+        return library_data(settings)
     return folder_data(settings, [Path(settings.map_path(d)) for d in spec.data], store)
 
 
@@ -244,10 +244,12 @@ def register(
     data: TrainingData,
     path: Path,
     sha256: str,
-    params: FeatureSet,
+    feature_params: dict[str, Any],
+    feature_version: str,
     training: dict[str, Any],
     metrics: dict[str, Any],
 ) -> int:
+    """Add the model to the registry (promoted if the spec says so); returns its id."""
     with session_scope(settings) as session:
         if session.scalar(select(Model.id).where(Model.name == spec.name)) is not None:
             raise ConfigError(f"a model named {spec.name!r} exists: choose another --name")
@@ -256,8 +258,8 @@ def register(
             arch=spec.config.arch,
             input_size=spec.config.input_size,
             classes=list(data.classes),
-            feature_version=params.version,
-            feature_params=params.to_dict(),
+            feature_version=feature_version,
+            feature_params=feature_params,
             path=str(path),
             sha256=sha256,
             training=training,
@@ -367,7 +369,14 @@ def _publish(
         **described,
     )
     model_id = register(
-        settings, spec, data=data, path=path, sha256=sha256, params=trained.params, **described
+        settings,
+        spec,
+        data=data,
+        path=path,
+        sha256=sha256,
+        feature_params=trained.params.to_dict(),
+        feature_version=trained.params.version,
+        **described,
     )
     return model_id, path, metrics, training, artefacts
 

@@ -20,7 +20,13 @@ from worker.models.device import resolve_device
 from worker.training.baseline import evaluate_baseline
 from worker.training.data import FeatureStore, TrainingData, segment_set
 from worker.training.datasets import SegmentSet, Split
-from worker.training.evaluation import Evaluation, evaluate_model, plot_confusion, plot_history
+from worker.training.evaluation import (
+    Evaluation,
+    evaluate_model,
+    plot_confusion,
+    plot_history,
+    pooled_scores,
+)
 from worker.training.loop import EpochStats, FitResult, TrainConfig, fit
 
 log = logging.getLogger(__name__)
@@ -173,6 +179,7 @@ def cross_validate(
     the network and the baseline, and the confusion matrices summed over folds (every
     track is tested exactly once)."""
     per_fold: list[dict[str, Any]] = []
+    answers: dict[str, dict[int, tuple[int, int]]] = {"model": {}, "baseline": {}}
     n = len(data.classes)
     track_confusion = np.zeros((n, n), dtype=np.int64)
     segment_confusion = np.zeros((n, n), dtype=np.int64)
@@ -191,6 +198,8 @@ def cross_validate(
             reporter=reporter,
             hop_seconds=hop_seconds,
         )
+        answers["model"].update(run.test.track_answers)
+        answers["baseline"].update(run.baseline.track_answers)
         track_confusion += run.test.track_confusion
         segment_confusion += run.test.segment_confusion
         per_fold.append(_fold_scores(i, run))
@@ -200,7 +209,20 @@ def cross_validate(
         **{m: _mean_std([f[m] for f in per_fold]) for m in _ACCURACIES},
         "track_confusion": track_confusion.tolist(),
         "segment_confusion": segment_confusion.tolist(),
+        "scores": {
+            "model": _pooled(data, answers["model"]),
+            "baseline": _pooled(data, answers["baseline"]),
+        },
     }
+
+
+def _pooled(data: TrainingData, answers: dict[int, tuple[int, int]]) -> dict[str, Any]:
+    """Out-of-fold scores of pooled track answers, overall and per source folder."""
+    tracks = sorted(answers)
+    truth = np.asarray([answers[t][0] for t in tracks])
+    predicted = np.asarray([answers[t][1] for t in tracks])
+    sources = np.asarray([data.tracks[t].source or "data" for t in tracks])
+    return pooled_scores(truth, predicted, sources, len(data.classes))
 
 
 def write_artefacts(

@@ -1,107 +1,112 @@
-"""Genre heads: the balanced logistic regression, inner cross-validation's choice, and the
-head module the registry saves, on synthetic encoder rows (no audio needed)."""
+"""Genre heads: the balanced fits, the prior's calibration, inner cross-validation's choice,
+and the head module the registry saves, on synthetic per-track numbers (no audio)."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 
+from worker.models.heads import GenreHead
 from worker.training.heads import (
-    HeadRecipe,
-    Rows,
-    build_head,
-    choose,
+    TrackTable,
+    apply_calibration,
+    choose_and_fit,
+    class_weights,
+    fit_calibration,
     fit_linear,
+    inner_folds,
     macro_recall,
-    track_scores,
-    weights,
 )
 
-N_ENCODER = 12  # a small stand-in for AudioSet's 527 classes
 
-
-def rows_of(
-    labels: np.ndarray, *, rows_per_track: list[int], informative: bool, seed: int = 0
-) -> Rows:
-    """Encoder rows: an embedding that carries the track's label (or not), and logits whose
-    class ``label`` is high (a prior that knows the genre)."""
+def table(*, informative_x: bool, biased_prior: bool, seed: int = 0) -> TrackTable:
+    """60 tracks of 3 genres by 20 artists: an embedding that carries the genre (or not), and
+    two experts' genre logits, the first of which over-rates genre 0 (or not)."""
     rng = np.random.default_rng(seed)
-    owner = np.repeat(np.arange(len(labels)), rows_per_track)
-    y = labels[owner]
-    emb = rng.normal(size=(len(owner), 8)).astype(np.float32)
-    if informative:
-        emb[np.arange(len(owner)), y] += 3.0
-    logits = rng.normal(scale=0.5, size=(len(owner), N_ENCODER)).astype(np.float32)
-    logits[np.arange(len(owner)), y] += 2.0
-    return Rows({"emb512": emb, "logits": logits}, owner)
+    labels = np.repeat([0, 1, 2], 20)
+    x = rng.normal(size=(60, 6))
+    if informative_x:
+        x[np.arange(60), labels] += 2.5
+    z = rng.normal(scale=0.7, size=(60, 2, 3))
+    z[np.arange(60), 0, labels] += 1.5
+    z[np.arange(60), 1, labels] += 1.0
+    if biased_prior:
+        z[:, 0, 0] += 3.0
+    return TrackTable(
+        z=z,
+        x=x,
+        labels=labels,
+        groups=[f"artist{i // 3}" for i in range(60)],
+        sources=["full"] * 30 + ["clips"] * 30,
+        n_classes=3,
+    )
 
 
-def test_each_genre_and_each_track_weighs_the_same() -> None:
-    labels = np.array([0, 0, 0, 1])
-    owner = np.array([0, 0, 0, 1, 2, 3])  # track 0 has 3 rows; genre 1 has one track
-    w = weights(owner, labels[owner], 2)
-    per_track = [w[owner == t].sum() for t in range(4)]
-    assert np.isclose(sum(per_track[:3]), per_track[3])  # genre 0's three tracks = genre 1's one
-    assert np.allclose(per_track[:3], per_track[0])  # whatever their number of rows
+def test_every_genre_weighs_the_same() -> None:
+    weights = class_weights(np.array([0, 0, 0, 1]), 2)
+    assert np.isclose(weights[:3].sum(), weights[3]) and np.isclose(weights.mean(), 1.0)
 
 
 def test_a_linear_head_learns_an_informative_embedding() -> None:
-    labels = np.repeat([0, 1, 2], 10)
-    rows = rows_of(labels, rows_per_track=[3] * 30, informative=True)
-    fitted = fit_linear(
-        rows.arrays["emb512"], labels[rows.owner], np.ones(len(rows)), n_classes=3, l2=1e-3
-    )
-    head = build_head(
-        arch="mn04-head",
-        classes=["a", "b", "c"],
-        recipe=HeadRecipe(),
-        sizes={"emb512": 8},
-        prior_map=None,
-        n_encoder_classes=N_ENCODER,
-        prior_weight=0.0,
-        fitted=fitted,
-    )
-    scores = track_scores(head, rows)
-    predicted = np.array([scores[t].argmax() for t in range(30)])
-    assert macro_recall(labels, predicted, 3) > 0.9
+    t = table(informative_x=True, biased_prior=False)
+    linear = fit_linear(t.x, t.labels, n_classes=3, c=0.1)  # type: ignore[arg-type]
+    predicted = linear.log_probs(t.x).argmax(axis=1)  # type: ignore[arg-type]
+    assert macro_recall(t.labels, predicted, 3) > 0.9
+
+
+def test_calibration_learns_away_an_experts_bias() -> None:
+    t = table(informative_x=False, biased_prior=True)
+    assert t.z is not None
+    raw = t.z[:, 0].argmax(axis=1)
+    scales, bias = fit_calibration(t.z, t.labels, n_classes=3, lam=1e-3)
+    calibrated = apply_calibration(t.z, scales, bias).argmax(axis=1)
+    assert macro_recall(t.labels, raw, 3) < 0.6 < 0.8 < macro_recall(t.labels, calibrated, 3)
+    assert bias[0] < bias[1] - 1 and bias[0] < bias[2] - 1  # genre 0's over-rating undone
+    assert scales[1] > 0.1  # the second expert is heard
 
 
 def test_inner_cross_validation_leans_on_the_prior_when_the_embedding_says_nothing() -> None:
-    labels = np.repeat([0, 1, 2], 12)
-    rows = rows_of(labels, rows_per_track=[2] * 36, informative=False, seed=1)
-    prior_map = [[0], [1], [2]]
-    head = build_head(
-        arch="mn04-zeroshot",
-        classes=["a", "b", "c"],
-        recipe=HeadRecipe(inputs=()),
-        sizes={},
-        prior_map=prior_map,
-        n_encoder_classes=N_ENCODER,
-        prior_weight=1.0,
-        fitted=None,
-    )
-    with torch.no_grad():
-        prior = torch.log_softmax(head.prior_logits(torch.from_numpy(rows.arrays["logits"])), 1)
-    groups = [f"artist{i // 3}" for i in range(36)]  # three tracks per artist
-    choice = choose(
-        rows, labels, groups, recipe=HeadRecipe(), n_classes=3, prior=prior.numpy(), seed=0
-    )
-    assert choice.prior_weight >= 2.0, choice.scores
-    assert max(choice.scores.values()) > 0.9
+    t = table(informative_x=False, biased_prior=False)
+    tracks = np.arange(60)
+    folds = inner_folds(t, tracks, folds_of=None, k=4, seed=0)
+    assert len(folds) == 4 and all(m.any() for m in folds)
+    fitted = choose_and_fit(t, tracks, inner=folds)
+    assert fitted.chosen["inner_score"] > 0.8
+    # Whatever mix was chosen (a strong prior, or a head regularised to nothing), the
+    # answers are the calibrated prior's.
+    assert t.z is not None and fitted.scales is not None and fitted.bias is not None
+    prior = apply_calibration(t.z, fitted.scales, fitted.bias).argmax(axis=1)
+    assert (fitted.log_probs(t, tracks).argmax(axis=1) == prior).mean() > 0.95, fitted.chosen
 
 
-def test_the_zero_shot_head_reads_the_largest_logit_of_each_genres_classes() -> None:
-    head = build_head(
+def test_inner_folds_follow_the_fold_file() -> None:
+    t = table(informative_x=True, biased_prior=False)
+    tracks = np.arange(0, 60, 2)
+    folds_of = {i: i % 3 for i in range(60)}
+    masks = inner_folds(t, tracks, folds_of=folds_of, k=4, seed=0)
+    assert [sorted(tracks[m] % 3) for m in masks] == [[0] * 10, [1] * 10, [2] * 10]
+
+
+def test_the_head_reads_the_largest_logit_of_each_genres_classes_and_blends() -> None:
+    head = GenreHead(
         arch="mn04-zeroshot",
-        classes=["rock", "jazz"],
-        recipe=HeadRecipe(inputs=()),
-        sizes={},
-        prior_map=[[0, 1], [2]],
-        n_encoder_classes=3,
+        n_classes=2,
+        experts=[(0, 3), (1, 2)],
+        inputs=[],
+        head_weight=0.0,
         prior_weight=1.0,
-        fitted=None,
     )
-    logits = torch.tensor([[-5.0, 3.0, 1.0], [-5.0, -4.0, 1.0]])
-    assert head.prior_logits(logits).tolist() == [[3.0, 1.0], [-4.0, 1.0]]
-    assert head({"logits": logits}).argmax(dim=1).tolist() == [0, 1]
-    assert head.needs == ["logits"]
+    head.set_prior(0, [[0, 1], [2]])
+    head.set_prior(1, [[], [1]])  # the second expert knows nothing of genre 0
+    features = [
+        {"logits": torch.tensor([[-5.0, 3.0, 1.0], [-5.0, -4.0, 1.0]])},
+        {"logits": torch.tensor([[0.5, 2.0], [0.5, -1.0]])},
+    ]
+    assert head.expert_logits(features).tolist() == [
+        [[3.0, 1.0], [0.0, 2.0]],
+        [[-4.0, 1.0], [0.0, -1.0]],
+    ]
+    assert head(features).argmax(dim=1).tolist() == [0, 1]  # first expert only (scales 1, 0)
+    head.set_calibration(scales=torch.tensor([0.0, 1.0]), bias=torch.zeros(2))
+    assert head(features).argmax(dim=1).tolist() == [1, 0]  # now the second alone
+    assert head.needs(0) == ["logits"] and head.needs(1) == ["logits"]

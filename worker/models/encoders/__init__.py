@@ -46,10 +46,19 @@ MN04 = EncoderSpec(
     # map; emb512: the first classifier layer after hardswish.
     outputs=(("logits", 527), ("emb384", 384), ("emb512", 512)),
 )
-ENCODERS: dict[str, EncoderSpec] = {MN04.name: MN04}
-# The registry's names for genre heads on an encoder: trained (with the zero-shot prior) or
-# the zero-shot map alone.
-HEAD_ARCHS: tuple[str, ...] = ("mn04-head", "mn04-zeroshot")
+MSD_FCN = EncoderSpec(
+    name="msd_fcn",
+    weights="msd_fcn.pth",
+    sha256="6012aa7eecf864a8081faedca56af054521e8dfb9c5c98659a3dd5d3e1e66f21",
+    sample_rate=16_000,
+    labels="msd_50tagList.txt",
+    # logits: the 50 Last.fm tags (genres, decades, moods); emb64: the last conv block's map.
+    outputs=(("logits", 50), ("emb64", 64)),
+)
+ENCODERS: dict[str, EncoderSpec] = {MN04.name: MN04, MSD_FCN.name: MSD_FCN}
+# The registry's names for genre heads on the encoders: trained (mn04 and msd_fcn's classes
+# calibrated, and a head on an embedding) or mn04's zero-shot map alone.
+HEAD_ARCHS: tuple[str, ...] = ("encoder-head", "mn04-zeroshot")
 
 
 def encoder_spec(name: str) -> EncoderSpec:
@@ -61,8 +70,11 @@ def encoder_spec(name: str) -> EncoderSpec:
 
 @functools.lru_cache(maxsize=4)
 def class_names(name: str) -> tuple[str, ...]:
-    """The encoder's class names in the order of its logits (AudioSet's display names)."""
+    """The encoder's class names in the order of its logits: AudioSet's display names for
+    mn04 (a CSV), the Last.fm tags for msd_fcn (a name per line)."""
     path = PRETRAINED_DIR / encoder_spec(name).labels
     with path.open(newline="", encoding="utf-8") as handle:
+        if path.suffix != ".csv":
+            return tuple(line.strip() for line in handle if line.strip())
         rows = sorted(csv.DictReader(handle), key=lambda row: int(row["index"]))
     return tuple(row["display_name"] for row in rows)

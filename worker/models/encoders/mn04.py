@@ -17,7 +17,6 @@ are what genrectl stores (``worker.features.encoder``).
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -29,6 +28,7 @@ from torchvision.models.mobilenetv3 import MobileNetV3, _mobilenet_v3_conf
 
 from genrectl.errors import ModelError
 from worker.models.encoders import MN04 as MN04_SPEC
+from worker.models.encoders.weights import read_weights
 
 #: Sample rate (Hz) the network expects.
 SAMPLE_RATE = MN04_SPEC.sample_rate
@@ -222,25 +222,10 @@ def load_mn04(*, weights_path: Path, expected_sha256: str = MN04_SPEC.sha256) ->
     ``weights_only=True``. Raises ModelError naming the file and the expected sha256 when it
     is missing, altered or does not fit the architecture: never a silent fallback.
     """
-    import hashlib
-
+    state = read_weights(weights_path, expected_sha256=expected_sha256, what="encoder")
+    net = MN04Net()
     try:
-        data = weights_path.read_bytes()
-    except OSError as exc:
-        raise ModelError(
-            f"cannot read encoder weights '{weights_path}' ({exc.strerror}); it should be the "
-            f"file with sha256 {expected_sha256} shipped in genrectl/models/pretrained/"
-        ) from None
-    actual = hashlib.sha256(data).hexdigest()
-    if actual != expected_sha256.lower():
-        raise ModelError(
-            f"encoder weights '{weights_path}' have sha256 {actual}, expected {expected_sha256}: "
-            "the file was changed or replaced; restore it from the genrectl repository"
-        )
-    try:
-        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-        net = MN04Net()
         net.load_state_dict(remap_state_dict(state), strict=True)
-    except Exception as exc:  # a weights_only refusal or a layout mismatch alike
+    except RuntimeError as exc:
         raise ModelError(f"encoder weights '{weights_path}' do not fit mn04: {exc}") from exc
     return MN04(front_end=MN04FrontEnd(), net=net).eval()
