@@ -165,6 +165,12 @@ def main() -> None:
         print("\n| labelling from stored rows | ms per track |\n|---|---|")
         for label, ms in label_cost(args.repeats, scratch).items():
             print(f"| {label} | {ms:.2f} |")
+        status = Path("/proc/self/status")
+        if status.exists():  # Linux: the peak resident set of this process so far
+            peak_kb = int(status.read_text().split("VmHWM:")[1].split()[0])
+            print(
+                f"\npeak RSS of this process (both encoders loaded): {peak_kb / 1024:.0f} MB"
+            )
         print("\n| encoder, one window | ms |\n|---|---|")
         for label, ms in encoder_cost(args.repeats).items():
             print(f"| {label} | {ms:.1f} |")

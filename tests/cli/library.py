@@ -21,8 +21,9 @@ from genrectl.settings import Settings
 
 GENRES = ["blues", "classical", "jazz", "metal", "pop"]
 THRESHOLD = 0.35
-# The feature version of the seeded model and tracks: rows with no shard file behind them,
-# so that ingest sees the tracks as featurized for the promoted model and nothing reads them.
+# The feature version of the seeded tracks' rows, which have no shard file behind them: no
+# model reads them. ``seed_library(..., as_featurized=True)`` gives them the seeded model's
+# own feature version instead, so that ingest sees the tracks as featurized.
 SEEDED_VERSION = "seeded"
 
 
@@ -64,7 +65,7 @@ def add_model(
             name=name,
             arch="cnn",
             classes=classes or GENRES,
-            feature_version=SEEDED_VERSION,
+            feature_version=FeatureParams().version,
             feature_params=FeatureParams().to_dict(),
             path=str(settings.model_dir / f"{name}.pt"),
             sha256="0" * 64,
@@ -84,11 +85,12 @@ def _stamp(path: str) -> tuple[int, int]:
     return info.st_size, info.st_mtime_ns
 
 
-def add_songs(settings: Settings, songs: list[Song], *, model_id: int | None) -> dict[str, int]:
+def add_songs(
+    settings: Settings, songs: list[Song], *, model_id: int | None, version: str = SEEDED_VERSION
+) -> dict[str, int]:
     """Track rows (and the model's prediction for each OK one); returns path -> track id."""
 
     ids: dict[str, int] = {}
-    version = SEEDED_VERSION
     with session_scope(settings) as session:
         shard = Shard(
             path=str(settings.shard_dir / "seeded.h5"),
@@ -148,11 +150,14 @@ def prediction(track_id: int, model_id: int, genre: str, confidence: float) -> P
 
 
 def seed_library(
-    tmp_path: Path, songs: list[Song], **model: Any
+    tmp_path: Path, songs: list[Song], *, as_featurized: bool = False, **model: Any
 ) -> tuple[Settings, dict[str, int]]:
+    from worker.features.mel import FeatureParams
+
     settings = home_settings(tmp_path)
     model_id = add_model(settings, **model)
-    return settings, add_songs(settings, songs, model_id=model_id)
+    version = FeatureParams().version if as_featurized else SEEDED_VERSION
+    return settings, add_songs(settings, songs, model_id=model_id, version=version)
 
 
 def add_featurized(settings: Settings, track_ids: list[int], *, segments: int = 3) -> None:

@@ -43,7 +43,7 @@ def library(tmp_path: Path, files: dict[str, Path], **genres: tuple[str, float])
         Song(str(path), *genres.get(suffix, ("jazz", 0.9)), title=suffix)
         for suffix, path in files.items()
     ]
-    return seed_library(tmp_path, songs)[1]
+    return seed_library(tmp_path, songs, as_featurized=True)[1]
 
 
 def test_dry_run_touches_no_file(genrectl: Invoke, tmp_path: Path, files: dict[str, Path]) -> None:

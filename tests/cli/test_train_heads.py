@@ -69,7 +69,7 @@ def test_a_head_is_scored_out_of_fold_per_folder_and_registered(
     assert model["tracks"] == 36 and set(model["by_source"]) == {"full", "clips"}
     assert model["by_source"]["clips"]["tracks"] == 18
     assert model["accuracy"] > 0.8  # tones, noise and a tune are easy to tell apart
-    assert len(cv["choices"]) == 3 and all("l2" in c for c in cv["choices"])
+    assert len(cv["choices"]) == 3 and all({"lam", "C", "w"} <= set(c) for c in cv["choices"])
     shown = json_of(genrectl("models", "show", "head", "--json"))
     assert shown["arch"] == "encoder-head" and shown["classes"] == list(GENRES)
     assert shown["feature_params"]["kind"] == "encoder"

@@ -121,6 +121,7 @@ class TrainingTrack:
     sha256: str
     library_segments: Mapping[str, tuple[tuple[str, str, int], ...]] = field(default_factory=dict)
     source: str = ""  # the data folder's name (results are reported per folder)
+    artist: str | None = None  # from the file's tags (library tracks): groups inner folds
 
 
 @dataclass(frozen=True)
@@ -331,7 +332,7 @@ def library_data(settings: Settings) -> TrainingData:
     with session_scope(settings) as session:
         labels = user_labels(session)
         rows = session.execute(
-            select(Track.id, Track.path, Track.content_hash, Track.genre_tag)
+            select(Track.id, Track.path, Track.content_hash, Track.genre_tag, Track.artist)
             .where(Track.status == TrackStatus.OK)
             .order_by(Track.id)
         ).all()
@@ -344,14 +345,16 @@ def library_data(settings: Settings) -> TrainingData:
     for track_id, version, shard, sha, row in segments:
         where.setdefault(track_id, {}).setdefault(version, []).append((shard, sha, row))
     tagged, untagged = [], 0
-    for track_id, path, content_hash, tag in rows:
+    for track_id, path, content_hash, tag, artist in rows:
         genre = labels.get(track_id) or genre_of_tag(tag, genre_map)
         if genre is None or not content_hash:
             untagged += 1
             continue
         local = Path(settings.map_path(path))
         held = {v: tuple(r) for v, r in where.get(track_id, {}).items()}
-        tagged.append(TrainingTrack(content_hash, genre, local, content_hash, held))
+        tagged.append(
+            TrainingTrack(content_hash, genre, local, content_hash, held, artist=artist)
+        )
     tracks, duplicates = _dedupe(tagged)
     counts = Counter(t.genre for t in tracks)
     rare = sorted(g for g, n in counts.items() if n < MIN_LIBRARY_TRACKS_PER_GENRE)
@@ -388,8 +391,8 @@ def segment_set(
     wanted = [(data.tracks[index[k]], 0) for k in keys]
     if augment_seed is not None:
         wanted += [(t, augmentation_steps(t.key, seed=augment_seed)) for t, _ in list(wanted)]
-    if augment_seed is not None or hop_seconds is not None:
-        store.prepare(wanted, hop_seconds=hop_seconds)
+    # Cheap when everything is cached; library tracks may lack these features in the shards.
+    store.prepare(wanted, hop_seconds=hop_seconds)
     mels = store.mel(wanted, hop_seconds=hop_seconds)
     label_of = {c: i for i, c in enumerate(data.classes)}
     parts = [

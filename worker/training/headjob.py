@@ -37,7 +37,7 @@ from worker.models.encoders import class_names
 from worker.models.heads import GenreHead
 from worker.models.zeroshot import load_zeroshot_map, prior_indices
 from worker.training.baseline import baseline_probabilities, fit_baseline, mfcc_statistics
-from worker.training.data import FeatureStore, TrainingData, segment_set
+from worker.training.data import FeatureStore, TrainingData, TrainingTrack, segment_set
 from worker.training.datasets import kfold
 from worker.training.evaluation import (
     confusion_matrix,
@@ -160,11 +160,18 @@ def head_data(
         z=z,
         x=x,
         labels=np.asarray([label_of[t.genre] for t in data.tracks], dtype=np.int64),
-        groups=[(groups or {}).get(t.key, f"track:{t.key}") for t in data.tracks],
+        groups=[_group(t, groups) for t in data.tracks],
         sources=[t.source or "data" for t in data.tracks],
         n_classes=len(data.classes),
     )
     return HeadData(data, rows, table)
+
+
+def _group(track: TrainingTrack, groups: dict[str, str] | None) -> str:
+    """Inner folds keep an artist together: the fold file's, else the file's artist tag."""
+    if groups and track.key in groups:
+        return groups[track.key]
+    return f"artist:{track.artist.casefold()}" if track.artist else f"track:{track.key}"
 
 
 def to_head(arch: str, hd: HeadData, fitted: Fitted, home: Path) -> GenreHead:
