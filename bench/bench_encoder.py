@@ -168,9 +168,7 @@ def main() -> None:
         status = Path("/proc/self/status")
         if status.exists():  # Linux: the peak resident set of this process so far
             peak_kb = int(status.read_text().split("VmHWM:")[1].split()[0])
-            print(
-                f"\npeak RSS of this process (both encoders loaded): {peak_kb / 1024:.0f} MB"
-            )
+            print(f"\npeak RSS of this process (both encoders loaded): {peak_kb / 1024:.0f} MB")
         print("\n| encoder, one window | ms |\n|---|---|")
         for label, ms in encoder_cost(args.repeats).items():
             print(f"| {label} | {ms:.1f} |")

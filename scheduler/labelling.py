@@ -65,8 +65,7 @@ def plan_labelling(session: Session, model: Model, *, relabel: bool = False) -> 
             .join(Model, Model.id == Prediction.model_id)
             .where(Model.id != model.id)
             .order_by(Prediction.created_at)
-        )
-        .all()
+        ).all()
     )
     return LabelPlan(model.id, dict(by_shard), previous)
 
@@ -138,8 +137,7 @@ def changed_genres(session: Session, plan: LabelPlan) -> int:
             select(Prediction.track_id, Prediction.genre).where(
                 Prediction.model_id == plan.model_id
             )
-        )
-        .all()
+        ).all()
     )
     return sum(
         1 for tid, genre in now.items() if tid in plan.previous and plan.previous[tid] != genre

@@ -352,9 +352,7 @@ def library_data(settings: Settings) -> TrainingData:
             continue
         local = Path(settings.map_path(path))
         held = {v: tuple(r) for v, r in where.get(track_id, {}).items()}
-        tagged.append(
-            TrainingTrack(content_hash, genre, local, content_hash, held, artist=artist)
-        )
+        tagged.append(TrainingTrack(content_hash, genre, local, content_hash, held, artist=artist))
     tracks, duplicates = _dedupe(tagged)
     counts = Counter(t.genre for t in tracks)
     rare = sorted(g for g, n in counts.items() if n < MIN_LIBRARY_TRACKS_PER_GENRE)
