@@ -61,10 +61,12 @@ def test_a_head_is_scored_out_of_fold_per_folder_and_registered(
 ) -> None:
     full, clips, folds = collection
     args = ("train", str(full), str(clips), "--folds", str(folds), "--name", "head")
-    summary = json_of(genrectl(*args, "--json"))
+    summary = json_of(genrectl(*args, "--variants", "gain-20", "--json"))
     cv = summary["cross_validation"]
     assert cv["folds"] == 3 and cv["untested_tracks"] == 0
-    assert set(cv["scores"]) == {"model", "zeroshot", "baseline"}
+    assert set(cv["scores"]) == {"model", "zeroshot", "baseline", "model on gain-20"}
+    # The encoders hear peak-normalised windows: a quieter copy scores the same.
+    assert cv["scores"]["model on gain-20"]["accuracy"] == cv["scores"]["model"]["accuracy"]
     model = cv["scores"]["model"]
     assert model["tracks"] == 36 and set(model["by_source"]) == {"full", "clips"}
     assert model["by_source"]["clips"]["tracks"] == 18
@@ -72,7 +74,7 @@ def test_a_head_is_scored_out_of_fold_per_folder_and_registered(
     assert len(cv["choices"]) == 3 and all({"lam", "C", "w"} <= set(c) for c in cv["choices"])
     shown = json_of(genrectl("models", "show", "head", "--json"))
     assert shown["arch"] == "encoder-head" and shown["classes"] == list(GENRES)
-    assert shown["feature_params"]["kind"] == "encoder"
+    assert [s["encoder"] for s in shown["feature_params"]["sets"]] == ["mn04", "msd_fcn"]
     assert shown["metrics"]["evaluated_on"].startswith("out of fold, 3 folds")
 
 
