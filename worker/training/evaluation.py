@@ -109,6 +109,27 @@ def pooled_scores(
     return out
 
 
+def confidence_scores(
+    truth: np.ndarray, probs: np.ndarray, sources: np.ndarray, *, threshold: float
+) -> dict[str, Any]:
+    """How far pooled (out-of-fold) answers can be trusted, per source folder: the mean
+    confidence beside the accuracy (equal when the confidence is calibrated), and at
+    ``threshold`` the share called "unclear genre" and the accuracy of the rest.
+    ``probs`` ``[N, C]`` are probabilities."""
+    out: dict[str, Any] = {"threshold": threshold, "by_source": {}}
+    confidence, right = probs.max(axis=1), probs.argmax(axis=1) == truth
+    for source in sorted(set(sources.tolist())):
+        mask = sources == source
+        kept = mask & (confidence >= threshold)
+        out["by_source"][source] = {
+            "mean_confidence": round(float(confidence[mask].mean()), 4),
+            "accuracy": round(float(right[mask].mean()), 4),
+            "unclear": round(float(1 - kept.sum() / mask.sum()), 4),
+            "accuracy_of_the_rest": round(float(right[kept].mean()), 4) if kept.any() else None,
+        }
+    return out
+
+
 def track_labels(labels: np.ndarray, track_ids: np.ndarray) -> dict[int, int]:
     """``{track_id: label}``; raises if a track's segments disagree on their label."""
     label_of: dict[int, int] = {}

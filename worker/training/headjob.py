@@ -40,6 +40,7 @@ from worker.training.baseline import baseline_probabilities, fit_baseline, mfcc_
 from worker.training.data import FeatureStore, TrainingData, TrainingTrack, segment_set
 from worker.training.datasets import kfold
 from worker.training.evaluation import (
+    confidence_scores,
     confusion_matrix,
     genre_scores,
     plot_confusion,
@@ -190,8 +191,10 @@ def to_head(arch: str, hd: HeadData, fitted: Fitted, home: Path) -> GenreHead:
             mean=torch.from_numpy(fitted.linear.mean).float(),
             std=torch.from_numpy(fitted.linear.std).float(),
         )
-    head.head_weight = 1.0 if fitted.linear is not None else 0.0
-    head.prior_weight = fitted.w if fitted.scales is not None or arch == "mn04-zeroshot" else 0.0
+    # The temperature divides the whole blend: both weights carry it.
+    head.head_weight = 1.0 / fitted.temperature if fitted.linear is not None else 0.0
+    uses_prior = fitted.scales is not None or arch == "mn04-zeroshot"
+    head.prior_weight = fitted.w / fitted.temperature if uses_prior else 0.0
     return head.eval()
 
 
@@ -315,6 +318,9 @@ def cross_validate_head(
     }
     predicted = np.asarray([int(np.argmax(oof["model"][i])) for i in tested])
     confusion = confusion_matrix(truth, predicted, n_classes=n)
+    scores = np.stack([oof["model"][i] for i in tested])
+    probs = np.exp(scores - scores.max(axis=1, keepdims=True))
+    probs /= probs.sum(axis=1, keepdims=True)
     return {
         "folds": len(plan.tests),
         "fold_source": plan.source,
@@ -322,6 +328,9 @@ def cross_validate_head(
         "scores": results,
         "per_genre": genre_scores(confusion, list(hd.data.classes)),
         "track_confusion": confusion.tolist(),
+        "confidence": confidence_scores(
+            truth, probs, sources, threshold=settings.unknown_threshold
+        ),
         "choices": choices,
     }
 

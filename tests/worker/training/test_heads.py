@@ -14,6 +14,7 @@ from worker.training.heads import (
     class_weights,
     fit_calibration,
     fit_linear,
+    fit_temperature,
     inner_folds,
     macro_recall,
 )
@@ -63,6 +64,30 @@ def test_calibration_learns_away_an_experts_bias() -> None:
     assert macro_recall(t.labels, raw, 3) < 0.6 < 0.8 < macro_recall(t.labels, calibrated, 3)
     assert bias[0] < bias[1] - 1 and bias[0] < bias[2] - 1  # genre 0's over-rating undone
     assert scales[1] > 0.1  # the second expert is heard
+
+
+def test_the_temperature_undoes_over_and_under_confidence() -> None:
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 4, size=4000)
+    true_logits = rng.normal(size=(4000, 4))
+    true_logits[np.arange(4000), labels] += 1.0
+    # Draw the labels from softmax(true_logits): then T = 1 is right for them, and scores
+    # scaled by k need T = k.
+    p = np.exp(true_logits) / np.exp(true_logits).sum(axis=1, keepdims=True)
+    drawn = np.array([rng.choice(4, p=row) for row in p])
+    sources = np.array(["a", "b"] * 2000)
+    for k in (0.3, 1.0, 4.0):  # inside the searched 0.1..10
+        assert abs(np.log(fit_temperature(k * true_logits, drawn, sources, 4) / k)) < 0.15
+
+
+def test_the_chosen_head_is_calibrated_out_of_fold() -> None:
+    t = table(informative_x=True, biased_prior=False)
+    tracks = np.arange(60)
+    fitted = choose_and_fit(t, tracks, inner=inner_folds(t, tracks, folds_of=None, k=4, seed=0))
+    assert fitted.chosen["T"] == round(fitted.temperature, 4) != 1.0
+    scores = fitted.log_probs(t, tracks)
+    unscaled = scores * fitted.temperature
+    assert np.array_equal(scores.argmax(axis=1), unscaled.argmax(axis=1))  # answers unchanged
 
 
 def test_inner_cross_validation_leans_on_the_prior_when_the_embedding_says_nothing() -> None:
