@@ -31,7 +31,8 @@ import numpy as np
 from worker.audio.windows import WindowSpec
 from worker.models.encoders import encoder_spec
 
-# Bump when the code computing encoder features changes in a way the parameters miss.
+# Bump when the code computing encoder features changes in a way the parameters miss (not for
+# changes within float32 rounding, such as the fused inference modules: shards hold float16).
 ENCODER_CODE_VERSION = 1
 # The resampler from the decode's rate to the encoder's (librosa's "kaiser_best"): torchaudio's
 # default (Hann, width 6, rolloff 0.99) leaks energy above the source's Nyquist into the
@@ -198,13 +199,16 @@ def _runtime(name: str, sha256: str, sample_rate: int) -> tuple[Any, Any]:
 
     spec = encoder_spec(name)
     if name == "mn04":
-        from worker.models.encoders.mn04 import load_mn04
+        from worker.models.encoders import mn04
 
-        encoder: Any = load_mn04(weights_path=spec.weights_path, expected_sha256=sha256)
+        loaded = mn04.load_mn04(weights_path=spec.weights_path, expected_sha256=sha256)
+        encoder: Any = mn04.fuse_for_inference(loaded)
     else:
-        from worker.models.encoders.fcn import load_fcn
+        from worker.models.encoders import fcn
 
-        encoder = load_fcn(weights_path=spec.weights_path, expected_sha256=sha256)
+        encoder = fcn.fuse_for_inference(
+            fcn.load_fcn(weights_path=spec.weights_path, expected_sha256=sha256)
+        )
     resample = torchaudio.transforms.Resample(
         orig_freq=sample_rate, new_freq=spec.sample_rate, **KAISER_BEST
     )

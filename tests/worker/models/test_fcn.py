@@ -11,13 +11,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torchaudio
 
 from genrectl.errors import ModelError
 from tests.audio_fixtures import render
 from worker.features.compute import featurize_file
 from worker.features.encoder import msd_fcn_features
 from worker.models.encoders import MSD_FCN, class_names
-from worker.models.encoders.fcn import WINDOW_SAMPLES, load_fcn
+from worker.models.encoders.fcn import WINDOW_SAMPLES, fuse_for_inference, load_fcn
 
 PARAMS = msd_fcn_features()
 
@@ -34,6 +35,20 @@ def test_the_weights_fit_the_port_and_give_tags_and_an_embedding() -> None:
     with torch.inference_mode():
         out = model(torch.zeros(2, WINDOW_SAMPLES))
     assert out.logits.shape == (2, 50) and out.emb64.shape == (2, 64)
+
+
+def test_the_fused_inference_module_gives_the_ports_outputs(tmp_path: Path) -> None:
+    import soundfile as sf
+
+    audio, rate = sf.read(render(tmp_path, "wav_pcm16", seconds=30.0, signal="song"))
+    assert rate == 22050
+    waveform = torch.from_numpy(audio[: WINDOW_SAMPLES * rate // 16000]).float()
+    waveform = torchaudio.functional.resample(waveform, rate, 16000)[None, :WINDOW_SAMPLES]
+    port = load_fcn(weights_path=MSD_FCN.weights_path)
+    with torch.inference_mode():
+        a, b = port(waveform), fuse_for_inference(port)(waveform)
+    assert torch.allclose(a.logits, b.logits, atol=1e-4)
+    assert torch.allclose(a.emb64, b.emb64, atol=1e-4)
 
 
 def test_weights_that_are_not_the_shipped_file_are_refused_by_name(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ from tests.audio_fixtures import render
 from worker.features.compute import featurize_file
 from worker.features.encoder import EncoderParams
 from worker.models.encoders import MN04, class_names
-from worker.models.encoders.mn04 import load_mn04
+from worker.models.encoders.mn04 import fuse_for_inference, load_mn04
 
 PARAMS = EncoderParams()
 
@@ -54,6 +54,21 @@ def test_gtzan_music_is_music_and_its_genre_class_fires() -> None:
     genres = ["Blues", "Classical music", "Country", "Disco", "Hip hop music", "Jazz"]
     genres += ["Heavy metal", "Pop music", "Reggae", "Rock music"]
     assert heard["Music"] > 0.8 and max(genres, key=heard.__getitem__) == "Reggae"
+
+
+def test_the_fused_inference_module_gives_the_ports_outputs(tmp_path: Path) -> None:
+    import soundfile as sf
+    import torch
+    import torchaudio
+
+    audio, rate = sf.read(render(tmp_path, "wav_pcm16", seconds=12.0, signal="song"))
+    waveform = torchaudio.functional.resample(torch.from_numpy(audio).float(), rate, 32000)
+    windows = waveform[: 2 * 160_000].reshape(2, 160_000)
+    port = load_mn04(weights_path=MN04.weights_path)
+    with torch.inference_mode():
+        a, b = port(windows), fuse_for_inference(port)(windows)
+    assert torch.allclose(a.logits, b.logits, atol=1e-3)
+    assert torch.allclose(a.emb512, b.emb512, atol=1e-3)
 
 
 def test_weights_that_are_not_the_shipped_file_are_refused_by_name(tmp_path: Path) -> None:
