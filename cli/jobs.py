@@ -78,7 +78,8 @@ def _print_batch(report: dict[str, Any]) -> None:
     for item in report["failed_items"]:
         echo(f"  failed  {item['path']}: {item['reason']}")
     for item in report["queued_items"]:
-        echo(f"  queued  {item['path']} ({item['attempts']} attempts so far)")
+        why = f"; waits: {item['reason']}" if item["reason"] else ""
+        echo(f"  queued  {item['path']} ({item['attempts']} attempts so far{why})")
 
 
 @jobs.command("retry")

@@ -88,9 +88,9 @@ def show_batch(session: Session, batch_id: int, *, limit: int = 100) -> dict[str
         if status == JobStatus.FAILED
     ]
     report["failed_items"] = items[:limit]
-    report["queued_items"] = [
-        {"track_id": tid, "path": path, "attempts": attempts}
-        for tid, path, status, _error, attempts in rows
+    report["queued_items"] = [  # reason: why it waits, when a worker noted one
+        {"track_id": tid, "path": path, "attempts": attempts, "reason": error}
+        for tid, path, status, error, attempts in rows
         if status == JobStatus.QUEUED
     ][:limit]
     return report
