@@ -55,8 +55,8 @@ class Context:
         for run in dead if not self.quiet else ():
             click.echo(
                 f"note: batch #{run.batch_id} was interrupted: its genrectl process died; "
-                f"its {run.unfinished} unfinished tracks are taken up by the next `genrectl "
-                "ingest` of their folder",
+                f"its {run.unfinished} unfinished tracks are taken up by the next "
+                f"{run.resumed_by}",
                 err=True,
             )
 

@@ -13,7 +13,7 @@ import contextlib
 import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from sqlalchemy import select
@@ -25,10 +25,16 @@ from genrectl.settings import Settings
 from genrectl.stopping import signal_name, signal_of
 from scheduler.batches import IngestPlan
 
+if TYPE_CHECKING:
+    from worker.features.sets import FeatureSet
+
 log = logging.getLogger(__name__)
 
 
 class BatchRun:
+    """One committed batch run from the CLI: featurized (embedded or on the cluster), then
+    the library labelled; ``stops`` closes it properly when a fault or a signal ends it."""
+
     def __init__(
         self,
         settings: Settings,
@@ -43,7 +49,9 @@ class BatchRun:
         self.again = again
         self.deferred: list[tuple[str, str]] = []  # (path, internal error) left pending
 
-    def featurize_and_label(self, chunks: list[list[int]], sets: Sequence[Any]) -> dict[str, Any]:
+    def featurize_and_label(
+        self, chunks: list[list[int]], sets: Sequence[FeatureSet]
+    ) -> dict[str, Any]:
         """Featurize the batch (after checking the space it needs), then label."""
         from cli.ingest import label_library, warn
         from cli.render import batch_progress

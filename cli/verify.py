@@ -76,7 +76,7 @@ def _repair(
     for problem in report.problems:
         if problem.kind in ("model", "encoder"):
             _restore_model(settings, problem)
-    if any(p.kind == "shard" for p in report.problems):
+    if any(p.kind in ("shard", "unfinished") for p in report.problems):
         _rebuild_shards(settings, report, quiet=quiet, as_json=as_json)
 
 
@@ -136,6 +136,8 @@ def _rebuild_shards(
         if problem.kind == "shard" and problem.path in dropped:
             problem.fixed = True
             problem.repair = f"{problem.tracks} tracks featurized again or marked missing; dropped"
+        elif problem.kind == "unfinished":
+            problem.fixed, problem.repair = True, "featurized again"
 
 
 def _print(report: VerifyReport, *, repaired: bool) -> None:
@@ -145,7 +147,7 @@ def _print(report: VerifyReport, *, repaired: bool) -> None:
         f"{report.encoders} shipped encoders' weights."
     )
     for problem in report.problems:
-        what = f"{problem.kind} {problem.path}: {problem.reason}"
+        what = f"{problem.kind} {problem.path or 'tracks'}: {problem.reason}"
         if problem.tracks:
             what += f" ({problem.tracks} tracks)"
         if problem.repair:

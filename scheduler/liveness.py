@@ -107,7 +107,14 @@ def interrupt_batch(session: Session, batch_id: int, reason: str) -> int:
 class DeadRun:
     batch_id: int
     unfinished: int
-    roots: list[str]
+    kind: str  # the batch's: ingest | repair
+
+    @property
+    def resumed_by(self) -> str:
+        """The command that takes its unfinished tracks up."""
+        if self.kind == "repair":
+            return "`genrectl verify --repair`"
+        return "`genrectl ingest` of their folder"
 
 
 def reap_dead_runs(session: Session, settings: Settings) -> list[DeadRun]:
@@ -119,5 +126,5 @@ def reap_dead_runs(session: Session, settings: Settings) -> list[DeadRun]:
     for batch in running:
         if batch.owner and owner_is_dead(settings, batch.owner):
             left = interrupt_batch(session, batch.id, DIED)
-            dead.append(DeadRun(batch.id, left, list(batch.roots)))
+            dead.append(DeadRun(batch.id, left, batch.kind))
     return dead

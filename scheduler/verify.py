@@ -26,7 +26,18 @@ from typing import Any
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from db.models import Batch, Job, Model, Prediction, Segment, Shard, Track, TrackStatus
+from db.models import (
+    Batch,
+    BatchStatus,
+    Job,
+    JobStatus,
+    Model,
+    Prediction,
+    Segment,
+    Shard,
+    Track,
+    TrackStatus,
+)
 from genrectl.files import file_sha256
 from genrectl.settings import Settings
 
@@ -133,10 +144,15 @@ def _file_problem(path: Path, sha256: str) -> str | None:
 
 
 def check_leftovers(session: Session, settings: Settings) -> list[Problem]:
-    """Shard files nothing references (older than ORPHAN_GRACE_S) and temporary files of
-    processes that are gone."""
+    """Tracks an interrupted repair left unfinished, shard files nothing references (older
+    than ORPHAN_GRACE_S) and temporary files of processes that are gone."""
     known = set(session.scalars(select(Shard.path)))
     problems = []
+    left, _sets = unfinished_repairs(session)
+    if left:
+        problems.append(
+            Problem("unfinished", "", "an interrupted `verify --repair` left them", len(left))
+        )
     now = time.time()
     for directory in (settings.shard_dir, settings.model_dir):
         if not directory.is_dir():
@@ -204,16 +220,19 @@ def plan_repair(session: Session, settings: Settings, *, owner: str | None) -> R
 
     damaged = list(session.scalars(select(Shard).where(Shard.damaged.is_not(None))))
     damaged_ids = [s.id for s in damaged]
-    if not damaged:
+    left, sets = unfinished_repairs(session)
+    if not damaged and not left:
         return RepairPlan(None, [], 0, [])
-    versions = {s.feature_version for s in damaged}
     affected = list(
         session.scalars(
-            select(Track).join(Segment).where(Segment.shard_id.in_(damaged_ids)).distinct()
+            select(Track)
+            .outerjoin(Segment)
+            .where(Segment.shard_id.in_(damaged_ids) | Track.id.in_(left))
+            .distinct()
         )
     )
     session.execute(delete(Segment).where(Segment.shard_id.in_(damaged_ids)))
-    sets = _feature_sets(session, versions)
+    sets.update(_feature_sets(session, {s.feature_version for s in damaged}))
     model = promoted_model(session)
     redo, missing = [], 0
     for track in affected:
@@ -239,6 +258,40 @@ def plan_repair(session: Session, settings: Settings, *, owner: str | None) -> R
     session.flush()
     session.add_all(Job(batch_id=batch.id, kind="featurize", track_id=t) for t in redo)
     return RepairPlan(batch.id, redo, missing, damaged_ids, described)
+
+
+def unfinished_repairs(session: Session) -> tuple[list[int], dict[str, dict[str, Any]]]:
+    """Tracks an interrupted repair left without the rows it was rebuilding (their damaged
+    rows were deleted when it started), and those feature sets by version."""
+    from worker.features.sets import feature_set_from_dict
+
+    rows = session.execute(
+        select(Batch.feature_sets, Job.track_id)
+        .join(Job, Job.batch_id == Batch.id)
+        .join(Track, Track.id == Job.track_id)
+        .where(
+            Batch.kind == "repair",
+            Batch.status == BatchStatus.INTERRUPTED,
+            Job.status == JobStatus.CANCELLED,
+            Track.status == TrackStatus.OK,
+        )
+    ).all()
+    held: dict[int, set[str]] = {}
+    candidates = [track_id for _, track_id in rows]
+    for track_id, version in session.execute(
+        select(Segment.track_id, Segment.feature_version)
+        .where(Segment.track_id.in_(candidates))
+        .distinct()
+    ):
+        held.setdefault(track_id, set()).add(version)
+    tracks: list[int] = []
+    sets: dict[str, dict[str, Any]] = {}
+    for described, track_id in rows:
+        wanted = {feature_set_from_dict(d).version: d for d in described}
+        if not set(wanted) <= held.get(track_id, set()) and track_id not in tracks:
+            tracks.append(track_id)
+            sets.update(wanted)
+    return tracks, sets
 
 
 def _feature_sets(session: Session, versions: set[str]) -> dict[str, dict[str, Any]]:

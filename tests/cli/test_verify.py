@@ -5,6 +5,7 @@ the very labels it gave before; model files, orphans and leftovers are checked t
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -22,18 +23,30 @@ from tests.scheduler.library_state import save_tiny_model
 N_TRACKS = 8
 
 
-def _labelled_library(tmp_path: Path) -> tuple[dict[str, str], Path]:
-    """8 tracks in two shards of 4, labelled by a tiny seeded CNN."""
-    music = tmp_path / "music"
+@pytest.fixture(scope="module")
+def pristine(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str], Path]:
+    """8 tracks in two shards of 4, labelled by a tiny seeded CNN: built once, kept aside."""
+    root = tmp_path_factory.mktemp("verify") / "library"
+    music = root / "music"
     write_library(music, N_TRACKS, seconds=13.0)
     env = {
-        **fault_env(tmp_path),
+        **fault_env(root),
         "GENRECTL_CHUNK_SIZE": "4",
         "GENRECTL_MAX_SEGMENTS": "2",
         "GENRECTL_UNKNOWN_THRESHOLD": "0",
     }
     genrectl(env, "ingest", str(music))
-    genrectl(env, "models", "import", str(save_tiny_model(tmp_path / "tiny.pt")), "--promote")
+    genrectl(env, "models", "import", str(save_tiny_model(root / "tiny.pt")), "--promote")
+    shutil.copytree(root, root.with_name("pristine"))
+    return root, env, music
+
+
+@pytest.fixture
+def library(pristine: tuple[Path, dict[str, str], Path]) -> tuple[dict[str, str], Path]:
+    """The labelled library as built, at the paths its database records (mtimes kept)."""
+    root, env, music = pristine
+    shutil.rmtree(root)
+    shutil.copytree(root.with_name("pristine"), root)
     return env, music
 
 
@@ -67,9 +80,9 @@ def _flip_bytes(path: Path, n: int = 8) -> None:
 
 @pytest.mark.slow
 def test_a_corrupted_shard_is_skipped_found_and_repaired_to_the_same_labels(
-    tmp_path: Path,
+    library: tuple[dict[str, str], Path],
 ) -> None:
-    env, music = _labelled_library(tmp_path)
+    env, music = library
     before = _labels(env)
     assert len(before) == N_TRACKS and all(v[1] != "unknown" for v in before.values())
     shard, damaged_tracks = _shard_of(env, str(music / "track000.wav"))
@@ -107,16 +120,34 @@ def test_a_corrupted_shard_is_skipped_found_and_repaired_to_the_same_labels(
 
 
 @pytest.mark.slow
-def test_repair_marks_tracks_whose_audio_is_gone_missing(tmp_path: Path) -> None:
-    env, music = _labelled_library(tmp_path)
+def test_a_stopped_repair_is_finished_by_the_next_and_gone_audio_is_marked_missing(
+    library: tuple[dict[str, str], Path],
+) -> None:
+    from scheduler.liveness import interrupt_batch
+    from scheduler.verify import plan_repair
+
+    env, music = library
+    before = _labels(env)
     shard, held = _shard_of(env, str(music / "track000.wav"))
     _flip_bytes(shard)
     Path(held[0]).unlink()
+    genrectl(env, "verify", expect=6)  # marks the shard damaged
+    settings = Settings.from_env(env)
+    with session_scope(settings) as session:  # a repair stopped (Ctrl-C) before any work
+        plan = plan_repair(session, settings, owner=None)
+        assert plan.batch_id is not None and (len(plan.track_ids), plan.missing) == (3, 1)
+        interrupt_batch(session, plan.batch_id, "interrupted by Ctrl-C")
+    dispose_engines()
+    found = json_out(genrectl(env, "verify", "--json", expect=6))["problems"]
+    assert sorted((p["kind"], p["tracks"]) for p in found) == [("shard", 0), ("unfinished", 3)]
+
     repaired = json_out(genrectl(env, "verify", "--repair", "--json"))
-    assert repaired["ok"] and (repaired["refeaturized"], repaired["missing"]) == (3, 1)
-    labels = _labels(env)
-    assert labels[held[0]][0] == "missing"
-    assert all(labels[p][0] == "ok" and labels[p][1] != "unknown" for p in held[1:])
+    assert repaired["ok"] and repaired["refeaturized"] == 3 and not shard.exists()
+    after = _labels(env)
+    assert after[held[0]][0] == "missing"
+    for path in held[1:]:
+        assert after[path][:2] == before[path][:2], path
+        assert after[path][2] == pytest.approx(before[path][2], abs=1e-3), path
 
 
 def test_model_files_orphans_and_leftovers(tmp_path: Path) -> None:
