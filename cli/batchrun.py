@@ -117,7 +117,7 @@ class BatchRun:
             with session_scope(self.settings) as session:
                 counts = count_jobs(session, self.plan.batch_id)
         except Exception:  # the database may be what failed: say what is certain
-            log.warning("cannot count what the run did", exc_info=True)
+            log.info("cannot count what the run did", exc_info=True)
             return f"what was done is kept, none marked failed; `{self.again}` continues"
         total = len(self.plan.track_ids)
         pending = total - counts.done - counts.failed
@@ -142,7 +142,7 @@ class BatchRun:
             with session_scope(self.settings) as session:
                 interrupt_batch(session, self.plan.batch_id, reason)
         except Exception:  # the database may be what failed; the next start closes it
-            log.warning("cannot mark batch #%d interrupted", self.plan.batch_id, exc_info=True)
+            log.info("cannot mark batch #%d interrupted", self.plan.batch_id, exc_info=True)
 
 
 def _deferred(settings: Settings, batch_id: int) -> list[tuple[str, str]]:

@@ -26,7 +26,10 @@ from db.models import Batch, BatchStatus, Job, JobStatus, utcnow
 from genrectl.settings import Settings
 from scheduler.batches import refresh_batch
 
-DIED = "its genrectl process died (killed, crashed or the machine stopped)"
+DIED = (
+    "its genrectl process died (killed, crashed, the machine stopped) or could not write "
+    "the database to close it"
+)
 
 
 def _lock_dir(settings: Settings) -> Path:

@@ -35,8 +35,9 @@ log = logging.getLogger(__name__)
 # After the parent died: how long the chunk in hand gets to roll back before the process
 # exits anyway.
 EXIT_GRACE_S = 3.0
-# After the CLI asked its workers to stop (Ctrl-C, a fault): how long they get.
-STOP_GRACE_S = 10.0
+# After the CLI asked its workers to stop (Ctrl-C, a fault): how long they get. One stuck
+# in native code (SQLite waiting out a lock) cannot take the interrupt and is killed.
+STOP_GRACE_S = 5.0
 
 _stopping = threading.Event()
 _idle = threading.Event()  # no task in hand: the process may exit at once
@@ -124,6 +125,6 @@ def stop_workers(pool: ProcessPoolExecutor) -> None:
     for process in processes:
         process.join(max(0.0, deadline - time.monotonic()))
         if process.is_alive():
-            log.warning("worker %d did not stop in %g s: killed", process.pid, STOP_GRACE_S)
+            log.info("worker %d did not stop in %g s: killed", process.pid, STOP_GRACE_S)
             process.kill()
             process.join(5)

@@ -186,3 +186,23 @@ def test_a_read_only_home_gets_a_clear_message(tmp_path: Path) -> None:
     database = Path(env["GENRECTL_HOME"]) / "genrectl.db"
     assert result.stderr.startswith(f"error: cannot write the database {database}: ")
     assert "set GENRECTL_HOME" in result.stderr and len(result.stderr.splitlines()) == 1
+
+
+def test_tracks_an_internal_error_left_pending_are_said_last_with_the_log(tmp_path: Path) -> None:
+    from cli.batchrun import BatchRun
+    from genrectl.errors import InternalFault
+    from scheduler.batches import IngestPlan
+
+    settings = Settings.from_env(fault_env(tmp_path))
+    run = BatchRun(settings, IngestPlan(1, [1, 2]), "genrectl ingest /m", quiet=True, as_json=False)
+    run.raise_if_deferred()  # nothing deferred: nothing said
+    run.deferred = [("/m/a.wav", "internal error: ValueError: bad shape"), ("/m/b.wav", "x")]
+    with pytest.raises(InternalFault) as caught:
+        run.raise_if_deferred()
+    assert caught.value.exit_code == 5
+    assert str(caught.value) == (
+        "internal error: ValueError: bad shape on '/m/a.wav' and 1 other tracks; not your "
+        "files' fault: they stay pending and `genrectl ingest /m` tries them again (a track "
+        f"fails alone after 3 tries). The traceback is in {settings.home}/logs/worker.log; "
+        "please report it"
+    )
