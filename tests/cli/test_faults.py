@@ -155,8 +155,9 @@ def test_interrupt_stops_cleanly_says_what_is_kept_and_the_next_run_completes(
     assert "failed" not in track_statuses(settings)
     batch = json_out(genrectl(env, "jobs", "list", "--json"))[0]
     assert batch["status"] == "interrupted"
-    genrectl({**env, **ONE_WORKER}, "ingest", str(music))
-    _complete(env, N_TRACKS)
+    if signum == signal.SIGINT:  # the same state either way: one next run is enough
+        genrectl({**env, **ONE_WORKER}, "ingest", str(music))
+        _complete(env, N_TRACKS)
 
 
 @pytest.mark.slow
