@@ -7,16 +7,20 @@ import logging
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
-from genrectl.errors import GenreError
+from genrectl.errors import EnvironmentFault, GenreError, Interrupted
 from genrectl.settings import Settings
+from genrectl.stopping import signal_of
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_FAILURES = 0, 1, 2, 3, 4
+EXIT_ENVIRONMENT = EnvironmentFault.exit_code  # 5: the machine failed, not a file
+EXIT_DAMAGED = 6  # `verify` found damaged data it did not (or could not) repair
 
 
 @dataclass
@@ -33,6 +37,7 @@ class Context:
 
             if self.settings.embedded:
                 upgrade(self.settings)
+                self._reap_dead_runs()
             elif current_revision(self.settings) != head_revision():
                 raise GenreError(
                     "the database schema is not current: run `genrectl db upgrade` once"
@@ -40,19 +45,66 @@ class Context:
             self._schema_checked = True
         return self.settings
 
+    def _reap_dead_runs(self) -> None:
+        """Runs whose process died (kill -9, a crash) are marked interrupted, and said so."""
+        from db.engine import session_scope
+        from scheduler.liveness import reap_dead_runs
+
+        with session_scope(self.settings) as session:
+            dead = reap_dead_runs(session, self.settings)
+        for run in dead if not self.quiet else ():
+            click.echo(
+                f"note: batch #{run.batch_id} was interrupted: its genrectl process died; "
+                f"its {run.unfinished} unfinished tracks are taken up by the next "
+                f"{run.resumed_by}",
+                err=True,
+            )
+
 
 class GenrectlGroup(click.Group):
     """Turns GenreError into one line on stderr and an exit code; -v shows the traceback."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            return super().invoke(ctx)
+            try:
+                return super().invoke(ctx)
+            except KeyboardInterrupt as exc:
+                # Commands that keep work (ingest, relabel, train) say what they kept and
+                # raise Interrupted; any other command has nothing half-done to report.
+                raise Interrupted(
+                    "interrupted: nothing was left half-written; run the command again",
+                    signum=signal_of(exc),
+                ) from None
+            except Exception as exc:
+                fault = _machine_fault(exc, ctx.find_object(Context))
+                if fault is None:
+                    raise
+                raise fault from exc
+        except Interrupted as exc:
+            click.echo(str(exc), err=True)
+            sys.exit(exc.exit_code)
         except GenreError as exc:
             obj = ctx.find_object(Context)
             if obj is not None and obj.verbose:
                 raise
             click.echo(f"error: {exc}", err=True)
             sys.exit(exc.exit_code)
+
+
+def _machine_fault(exc: Exception, obj: Context | None) -> EnvironmentFault | None:
+    """The database failing or storage full, read-only or failing, as a one-line fault;
+    None for anything else (a bug keeps its traceback)."""
+    from genrectl.faults import database_fault, is_database_error, storage_fault
+
+    if isinstance(exc, GenreError):
+        return None
+    settings = obj.settings if obj is not None else None
+    if is_database_error(exc) and settings is not None:
+        return database_fault(exc, settings)
+    filename = getattr(exc, "filename", None)
+    if isinstance(exc, OSError) and isinstance(filename, str):
+        return storage_fault(exc, path=Path(filename), what=f"'{filename}'", hint=None)
+    return None
 
 
 pass_context = click.make_pass_decorator(Context)

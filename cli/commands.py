@@ -49,6 +49,14 @@ def status(obj: Context, as_json: bool) -> None:
             f"Last batch #{b['id']} ({b['status']}): {b['done']}/{b['total']} done, "
             f"{b['failed']} failed, {b['unchanged']} unchanged, started {b['created_at']}"
         )
+        if b["stop_reason"]:
+            click.echo(f"  stopped: {b['stop_reason']}")
+    if report["damaged_shards"]:
+        n = report["damaged_shards"]
+        click.echo(
+            f"{n} damaged shard{'s' if n != 1 else ''}: their tracks are skipped; "
+            "`genrectl verify --repair` rebuilds them"
+        )
     if "cluster" in report:
         _print_cluster(report["cluster"])
 
@@ -78,6 +86,9 @@ def library_status(settings: Settings) -> dict[str, Any]:
                 **{str(k): v for k, v in by_status.items()},
             },
             "shards": session.scalar(select(func.count()).select_from(Shard)),
+            "damaged_shards": session.scalar(
+                select(func.count()).select_from(Shard).where(Shard.damaged.is_not(None))
+            ),
             "segments": session.scalar(select(func.count()).select_from(Segment)),
             "last_batch": None
             if batch is None
@@ -89,6 +100,7 @@ def library_status(settings: Settings) -> dict[str, Any]:
                 "failed": batch.failed,
                 "unchanged": batch.unchanged,
                 "missing": batch.missing,
+                "stop_reason": batch.stop_reason,
                 "created_at": batch.created_at.isoformat(timespec="seconds"),
             },
         }

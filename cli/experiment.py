@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from cli.app import Context, emit_json, json_option, pass_context
-from cli.train import live_reporter, pct, pct_std
+from cli.trainview import live_reporter, pct, pct_std
 
 _FOLDER = click.Path(exists=True, file_okay=False, path_type=Path)
 

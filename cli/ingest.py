@@ -3,23 +3,29 @@
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 import time
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cli.app import EXIT_FAILURES, Context, emit_json, json_option, pass_context
+from cli.batchrun import BatchRun
 from db.engine import session_scope
 from db.models import Job, JobStatus, Track
 from genrectl.errors import ConfigError
 from genrectl.settings import Settings
 from scheduler.batches import IngestPlan, chunked, plan_ingest
+from scheduler.liveness import RunLock, hold_run_lock
 from scheduler.scan import ScanResult, scan
+
+if TYPE_CHECKING:
+    from worker.features.sets import FeatureSet
 
 
 @click.command()
@@ -53,50 +59,56 @@ def ingest(
       genrectl ingest ~/Music /mnt/nas/flac --json
       genrectl ingest /music --no-wait     # then: genrectl jobs show ID
     """
-    from cli.render import batch_progress
-
     settings = obj.ready_settings()
     if no_wait and settings.embedded:
         raise ConfigError("--no-wait needs distributed mode: set GENRECTL_BROKER_URL")
     started = time.monotonic()
-    found, plan = _scan_and_plan(obj, settings, [_root(p) for p in paths], retry_failed)
-    chunks = list(chunked(plan.track_ids, settings.chunk_size))
-    if no_wait:
-        _enqueue_only(settings, plan, chunks, as_json=as_json)
-        return
-    if plan.track_ids:
-        from scheduler.runner import run_featurize
-
-        with batch_progress("Featurizing", len(plan.track_ids), quiet=obj.quiet or as_json) as bar:
-            run_featurize(settings, plan.batch_id, chunks, bar, warn)
-    labelling = label_library(settings, quiet=obj.quiet or as_json)
+    roots = [_root(p) for p in paths]
+    lock = hold_run_lock(settings) if settings.embedded else None
+    try:
+        found, plan, sets = _scan_and_plan(obj, settings, roots, retry_failed, lock)
+        chunks = list(chunked(plan.track_ids, settings.chunk_size))
+        if no_wait:
+            _enqueue_only(settings, plan, chunks, as_json=as_json)
+            return
+        again = "genrectl ingest " + " ".join(shlex.quote(r) for r in roots)
+        run = BatchRun(settings, plan, again, quiet=obj.quiet or as_json, as_json=as_json)
+        with run.stops():
+            labelling = run.featurize_and_label(chunks, sets)
+    finally:
+        if lock is not None:
+            lock.release()
     report = _report(settings, plan, found, time.monotonic() - started)
     report["labelling"] = labelling
     if as_json:
         emit_json(report)
     else:
         _print_report(report, quiet=obj.quiet)
+    run.raise_if_deferred()
     if strict and report["failed"]:
         sys.exit(EXIT_FAILURES)
 
 
 def _scan_and_plan(
-    obj: Context, settings: Settings, roots: list[str], retry_failed: bool
-) -> tuple[ScanResult, IngestPlan]:
+    obj: Context, settings: Settings, roots: list[str], retry_failed: bool, lock: RunLock | None
+) -> tuple[ScanResult, IngestPlan, list[FeatureSet]]:
     """Scan the roots and commit the batch (its tracks and queued jobs) before any work."""
     from cli.render import stderr
+    from worker.features.sets import feature_set_from_dict
 
     with stderr().status("Scanning…", spinner="dots") if not obj.quiet else nullcontext():
         found = scan(Path(r) for r in roots)
     with session_scope(settings) as session:
+        feature_sets = _feature_sets(session, settings)
         plan = plan_ingest(
             session,
             found,
             roots=roots,
-            feature_sets=_feature_sets(session, settings),
+            feature_sets=feature_sets,
             retry_failed=retry_failed,
+            owner=lock.owner if lock is not None else None,
         )
-    return found, plan
+    return found, plan, [feature_set_from_dict(d) for d in feature_sets.values()]
 
 
 def _feature_sets(session: Session, settings: Settings) -> dict[str, dict[str, Any]]:
@@ -149,12 +161,22 @@ def label_library(settings: Settings, *, quiet: bool, relabel: bool = False) -> 
             }
         plan = plan_labelling(session, model, relabel=relabel)
         name = model.name
+    if plan.held_back:
+        path, why = next(iter(sorted(plan.damaged.items())))
+        warn(
+            f"{plan.held_back} tracks not labelled: their features are in {len(plan.damaged)} "
+            f"damaged shard(s), e.g. '{path}' ({why}); `genrectl verify --repair` rebuilds them"
+        )
+    labelled = 0
     if plan.n_tracks:
         with count_progress("Labelling", plan.n_tracks, quiet=quiet) as bar:
-            run_labelling(settings, plan, bar, warn)
+            labelled = run_labelling(settings, plan, bar, warn)
     with session_scope(settings) as session:
         changed = changed_genres(session, plan)
-    return {"model": name, "labelled": plan.n_tracks, "changed_genre": changed}
+    result: dict[str, Any] = {"model": name, "labelled": labelled, "changed_genre": changed}
+    if plan.held_back:  # tracks waiting for `genrectl verify --repair`
+        result["not_labelled_damaged"] = plan.held_back
+    return result
 
 
 def _root(path: Path) -> str:

@@ -12,7 +12,7 @@ from genrectl.errors import ConfigError
 from genrectl.settings import Settings
 from scheduler.batches import chunked
 
-STATUSES = ("running", "done", "cancelled")
+STATUSES = ("running", "done", "cancelled", "interrupted")
 
 
 @click.group()
@@ -73,10 +73,13 @@ def _print_batch(report: dict[str, Any]) -> None:
         f"{report['failed']} failed, {report['queued']} queued, {report['cancelled']} cancelled"
     )
     echo(f"  started {report['created_at']}, finished {report['finished_at'] or '-'}")
+    if report["stop_reason"]:
+        echo(f"  stopped: {report['stop_reason']}")
     for item in report["failed_items"]:
         echo(f"  failed  {item['path']}: {item['reason']}")
     for item in report["queued_items"]:
-        echo(f"  queued  {item['path']} ({item['attempts']} attempts so far)")
+        why = f"; waits: {item['reason']}" if item["reason"] else ""
+        echo(f"  queued  {item['path']} ({item['attempts']} attempts so far{why})")
 
 
 @jobs.command("retry")
@@ -92,14 +95,20 @@ def jobs_retry(obj: Context, batch_id: int, no_wait: bool, as_json: bool) -> Non
       genrectl jobs retry 12
     """
     from scheduler.jobs import reopen_failed
+    from scheduler.liveness import hold_run_lock
 
     settings = obj.ready_settings()
     _check_no_wait(settings, no_wait)
-    with session_scope(settings) as session:
-        track_ids = reopen_failed(session, batch_id)
-    result: dict[str, Any] = {"batch_id": batch_id, "retried": len(track_ids)}
-    if track_ids:
-        result.update(_featurize(obj, settings, batch_id, track_ids, no_wait, quiet=as_json))
+    lock = hold_run_lock(settings) if settings.embedded else None
+    try:
+        with session_scope(settings) as session:
+            track_ids = reopen_failed(session, batch_id, owner=lock.owner if lock else None)
+        result: dict[str, Any] = {"batch_id": batch_id, "retried": len(track_ids)}
+        if track_ids:
+            result.update(_featurize(obj, settings, batch_id, track_ids, no_wait, quiet=as_json))
+    finally:
+        if lock is not None:
+            lock.release()
     if as_json:
         emit_json(result)
     elif not track_ids:

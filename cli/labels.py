@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections import Counter
+from datetime import datetime
 from typing import Any
 
 import click
+from sqlalchemy import func, select
 
 from cli.app import Context, emit_json, json_option, pass_context
 from db.engine import session_scope
+from db.models import Prediction, utcnow
 from db.playlists import (
     UNKNOWN,
     PlaylistChange,
@@ -21,7 +24,9 @@ from db.playlists import (
     user_labels,
 )
 from db.registry import promoted_model
-from genrectl.errors import GenreError
+from genrectl.errors import GenreError, Interrupted
+from genrectl.settings import Settings
+from genrectl.stopping import signal_name, signal_of
 
 NO_MODEL = "no model is promoted: run `genrectl models list`"
 
@@ -109,7 +114,17 @@ def relabel(obj: Context, as_json: bool) -> None:
     settings = obj.ready_settings()
     with session_scope(settings) as session:
         before = model_genres(session)
-    result = label_library(settings, quiet=obj.quiet or as_json, relabel=True)
+    started = utcnow()
+    try:
+        result = label_library(settings, quiet=obj.quiet or as_json, relabel=True)
+    except KeyboardInterrupt as exc:
+        signum = signal_of(exc)
+        raise Interrupted(
+            f"interrupted ({signal_name(signum)}): {_relabelled_since(settings, started)} "
+            "tracks relabelled and kept; `genrectl relabel` labels them all again (and "
+            "refreshes the playlists)",
+            signum=signum,
+        ) from None
     if result["model"] is None:
         raise GenreError(NO_MODEL)
     with session_scope(settings) as session:
@@ -137,3 +152,17 @@ def relabel(obj: Context, as_json: bool) -> None:
     for move in report["changes"][:10]:
         click.echo(f"  {move['from']} -> {move['to']}: {move['tracks']}")
     _echo_changes(changes)
+
+
+def _relabelled_since(settings: Settings, started: datetime) -> int:
+    """Labels the promoted model wrote since ``started`` (each shard's are committed whole)."""
+    with session_scope(settings) as session:
+        model = promoted_model(session)
+        if model is None:
+            return 0
+        count = session.scalar(
+            select(func.count())
+            .select_from(Prediction)
+            .where(Prediction.model_id == model.id, Prediction.created_at >= started)
+        )
+    return int(count or 0)

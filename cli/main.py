@@ -15,6 +15,7 @@ from cli import (
     tags,
     tracks,
     train,
+    verify,
 )
 from cli.app import cli
 
@@ -38,9 +39,13 @@ cli.add_command(labels.label)
 cli.add_command(labels.relabel)
 cli.add_command(tags.tags)
 cli.add_command(report.report)
+cli.add_command(verify.verify)
 
 
 def main() -> None:
+    from genrectl.stopping import raise_on_sigterm
+
+    raise_on_sigterm()  # SIGTERM stops a command as cleanly as Ctrl-C does
     cli(prog_name="genrectl")
 
 

@@ -243,7 +243,7 @@ def models_export(obj: Context, name: str, output: Path, metadata: Path | None) 
       genrectl models export my-cnn -o genrectl/models/starter.pt \\
           --metadata genrectl/models/starter.json
     """
-    from worker.models.modelfile import file_sha256
+    from genrectl.files import file_sha256
 
     settings = obj.ready_settings()
     with session_scope(settings) as session:

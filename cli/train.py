@@ -7,24 +7,21 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 from sqlalchemy import select
 
 from cli.app import Context, emit_json, json_option, pass_context
+from cli.trainview import live_reporter, print_summary
 from db.engine import session_scope
 from db.models import Model
-from genrectl.errors import GenreError
+from genrectl.errors import GenreError, Interrupted
 from genrectl.settings import Settings
+from genrectl.stopping import signal_name, signal_of
 from worker.models.encoders import HEAD_ARCHS  # light: no torch
-
-if TYPE_CHECKING:
-    from worker.training.runs import TrainReporter
 
 POLL_S = 2.0
 
@@ -53,85 +50,6 @@ _SPLIT_NAMES = {
     "val": ("valid.txt", "val.txt", "validation.txt", "valid_filtered.txt"),
     "test": ("test.txt", "test_filtered.txt"),
 }
-
-
-def pct(value: float | None) -> str:
-    return "" if value is None else f"{100 * value:.1f}%"
-
-
-def pct_std(score: dict[str, Any]) -> str:
-    """``{"mean": .62, "std": .05}`` → ``62.0 ± 5.0%``; no std → ``62.0%``."""
-    if score.get("std") is None:
-        return pct(score["mean"])
-    return f"{100 * score['mean']:.1f} ± {100 * score['std']:.1f}%"
-
-
-@contextmanager
-def live_reporter(*, quiet: bool) -> Iterator[TrainReporter]:
-    """A TrainReporter drawing a featurizing bar and one bar per training run (epochs, with
-    the last epoch's loss and accuracy) on stderr; silent with ``quiet``."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        SpinnerColumn,
-        TextColumn,
-        TimeElapsedColumn,
-    )
-
-    from cli.render import stderr
-    from worker.training.runs import TrainReporter
-
-    progress = Progress(
-        SpinnerColumn(),
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[scores]}"),
-        TimeElapsedColumn(),
-        console=stderr(),
-        disable=quiet,
-    )
-
-    class Live(TrainReporter):
-        def __init__(self) -> None:
-            self.tasks: dict[str, Any] = {}
-            self.featurized = 0  # files done by earlier featurizing passes
-            self.latest = 0
-
-        def _task(self, name: str, total: int) -> Any:
-            if name not in self.tasks:
-                self.tasks[name] = progress.add_task(name, total=total, scores="")
-            return self.tasks[name]
-
-        def stage(self, text: str) -> None:
-            super().stage(text)
-            if not quiet:
-                progress.console.print(text)
-
-        def featurizing(self, done: int, total: int) -> None:
-            if done == 0:  # a new pass (e.g. the augmented copies): add it to the bar
-                self.featurized += self.latest
-            self.latest = done
-            task = self._task("Featurizing", total)
-            base = self.featurized
-            progress.update(task, completed=base + done, total=base + total)
-
-        def starting(self, run: str, *, epochs: int, segments: int) -> None:
-            super().starting(run, epochs=epochs, segments=segments)
-            description = f"Training {run} ({segments} segments)"
-            self.tasks[run] = progress.add_task(description, total=epochs, scores="")
-
-        def epoch(self, run: str, stats: Any, epochs: int) -> None:
-            super().epoch(run, stats, epochs)
-            scores = (
-                f"train {stats.train_loss:.3f} {pct(stats.train_acc)} · "
-                f"val {stats.val_loss:.3f} {pct(stats.val_acc)}"
-            )
-            progress.update(self._task(run, epochs), completed=stats.epoch, scores=scores)
-
-    with progress:
-        yield Live()
 
 
 def split_files(paths: tuple[Path, ...]) -> tuple[Path, Path, Path] | None:
@@ -263,6 +181,24 @@ def _train_distributed(settings: Settings, spec: dict[str, Any], *, wait: bool) 
         time.sleep(POLL_S)
 
 
+def _stopped(settings: Settings, spec: dict[str, Any], signum: int) -> Interrupted:
+    """What an interrupted training kept (cached features, checkpoints) and what resumes it:
+    the same command under the same name."""
+    how = f"interrupted ({signal_name(signum)})"
+    if not settings.embedded:
+        return Interrupted(
+            f"{how}: training {spec['name']} goes on on the gpu queue; `genrectl models show "
+            f"{spec['name']}` once it is registered",
+            signum=signum,
+        )
+    return Interrupted(
+        f"{how}: {spec['name']} is not registered; the features computed so far are cached and "
+        "each finished epoch is checkpointed: the same command with "
+        f"`--name {spec['name']}` resumes from there",
+        signum=signum,
+    )
+
+
 def _row_summary(model: Model) -> dict[str, Any]:
     metrics = model.metrics or {}
     return {
@@ -274,86 +210,6 @@ def _row_summary(model: Model) -> dict[str, Any]:
         "split": (model.training or {}).get("split"),
         "data": (model.training or {}).get("data"),
     }
-
-
-def accuracy_rows(summary: dict[str, Any]) -> list[list[str]]:
-    """Rows of (what, track accuracy, segment accuracy) for a training summary."""
-    baseline = summary.get("baseline") or {}
-    rows = [
-        ["network", pct(summary["track_accuracy"]), pct(summary["segment_accuracy"])],
-        [
-            "MFCC+LR baseline",
-            pct(baseline.get("track_accuracy")),
-            pct(baseline.get("segment_accuracy")),
-        ],
-    ]
-    cv: dict[str, Any] = summary.get("cross_validation") or {}
-    for who, prefix in (("network", ""), ("baseline", "baseline_")) if cv else ():
-        rows.append(
-            [
-                f"{who}, {cv['folds']}-fold CV",
-                pct_std(cv[f"{prefix}track_accuracy"]),
-                pct_std(cv[f"{prefix}segment_accuracy"]),
-            ]
-        )
-    return rows
-
-
-_SCORE_NAMES = {"model": "this recipe", "zeroshot": "mn04 zero-shot", "baseline": "MFCC baseline"}
-
-
-def out_of_fold_rows(scores: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
-    """Columns and rows of out-of-fold track accuracy by source folder: the recipe, the
-    zero-shot model, the baseline, and the recipe on degraded copies."""
-    sources = sorted(scores["model"]["by_source"])
-    columns = [
-        "out of fold",
-        *(f"{s} ({scores['model']['by_source'][s]['tracks']})" for s in sources),
-    ]
-    columns += ["per-genre mean"]
-    rows = []
-    for key, score in scores.items():
-        name = _SCORE_NAMES.get(key, key.replace("model on", "this recipe on"))
-        cells = [pct(score["by_source"].get(s, {}).get("accuracy")) for s in sources]
-        rows.append([name, *cells, pct(score["macro_recall"])])
-    return columns, rows
-
-
-def _print_summary(summary: dict[str, Any]) -> None:
-    from cli.render import stdout, table
-
-    echo = click.echo
-    if summary.get("queued"):
-        echo(f"queued training of {summary['name']} (task {summary['task_id']})")
-        return
-    echo(f"Registered model {summary['name']} ({summary['path']})")
-    scores = (summary.get("cross_validation") or {}).get("scores")
-    if summary.get("arch") in HEAD_ARCHS:
-        if scores:
-            echo(f"Out of fold: {summary['evaluated_on']}")
-            columns, rows = out_of_fold_rows(scores)
-            stdout().print(table(columns, rows))
-        else:
-            echo("No cross-validation (pass --folds K or a fold file to score the recipe).")
-    else:
-        stdout().print(table(["test accuracy", "tracks", "6 s segments"], accuracy_rows(summary)))
-        if scores:
-            echo(f"Out of fold, pooled: {summary['cross_validation'].get('fold_source', '')}")
-            columns, rows = out_of_fold_rows(scores)
-            stdout().print(table(columns, rows))
-    split = summary.get("split") or {}
-    if split.get("sizes"):
-        parts = ", ".join(
-            f"{k} {v['tracks']} tracks/{v['segments']} segments" for k, v in split["sizes"].items()
-        )
-        echo(f"Split ({split.get('kind')}): {parts}")
-    for name, path in (summary.get("artefacts") or {}).items():
-        echo(f"  {name}: {path}")
-    data = summary.get("data") or {}
-    if data.get("unusable"):
-        echo(f"{len(data['unusable'])} files could not be used, e.g. {data['unusable'][0]}")
-    if data.get("without_usable_tag"):
-        echo(f"{data['without_usable_tag']} library tracks have no usable genre tag (ignored)")
 
 
 @click.command()
@@ -479,10 +335,13 @@ def train(obj: Context, as_json: bool, no_wait: bool, **opts: Any) -> None:
     settings = obj.ready_settings()
     spec = build_spec(settings, opts)
     quiet = obj.quiet or as_json
-    if settings.embedded:
-        summary = _train_embedded(obj, spec, quiet=quiet)
-    else:
-        summary = _train_distributed(settings, spec, wait=not no_wait)
+    try:
+        if settings.embedded:
+            summary = _train_embedded(obj, spec, quiet=quiet)
+        else:
+            summary = _train_distributed(settings, spec, wait=not no_wait)
+    except KeyboardInterrupt as exc:
+        raise _stopped(settings, spec, signal_of(exc)) from None
     if opts["promote"] and not summary.get("queued"):
         from cli.ingest import label_library
 
@@ -490,4 +349,4 @@ def train(obj: Context, as_json: bool, no_wait: bool, **opts: Any) -> None:
     if as_json:
         emit_json(summary)
     else:
-        _print_summary(summary)
+        print_summary(summary)

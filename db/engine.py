@@ -12,6 +12,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from genrectl.errors import ConfigError
+from genrectl.faults import network_filesystem, storage_fault
 from genrectl.settings import Settings
 
 _engines: dict[tuple[int, str], Engine] = {}
@@ -39,7 +40,7 @@ def _create(url: str) -> Engine:
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            _prepare_sqlite_folder(Path(path))
         engine = create_engine(url, connect_args={"timeout": 60})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
@@ -48,6 +49,24 @@ def _create(url: str) -> Engine:
     raise ConfigError(
         f"GENRECTL_DATABASE_URL={url!r}: only sqlite:/// and postgresql+psycopg:// are supported"
     )
+
+
+def _prepare_sqlite_folder(path: Path, mounts: str | None = None) -> None:
+    """Create the database's folder; refuse a network share, on which SQLite's locks (and
+    WAL's shared memory) do not hold and two processes would corrupt the database."""
+    kind = network_filesystem(path.parent, mounts)
+    if kind is not None:
+        raise ConfigError(
+            f"the database {path} would be on a network share ({kind}), where SQLite cannot "
+            "lock it safely: keep GENRECTL_HOME on a local disk (GENRECTL_DATA_DIR may stay "
+            "on the share), or use PostgreSQL (GENRECTL_DATABASE_URL)"
+        )
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        hint = "GENRECTL_HOME (or GENRECTL_DATABASE_URL)"
+        fault = storage_fault(exc, path=path.parent, what="the database", hint=hint)
+        raise (fault or exc) from exc
 
 
 @contextmanager

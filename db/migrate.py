@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from alembic import command
@@ -34,8 +36,31 @@ def upgrade(settings: Settings) -> bool:
     """Bring the schema to the newest revision. Returns True if anything was applied."""
     if current_revision(settings) == head_revision():
         return False
-    upgrade_to(settings, "head")
+    with _sqlite_migration_lock(settings):
+        # Two first runs in two terminals: the second waits here, then finds nothing to do.
+        if current_revision(settings) == head_revision():
+            return False
+        upgrade_to(settings, "head")
     return True
+
+
+@contextmanager
+def _sqlite_migration_lock(settings: Settings) -> Iterator[None]:
+    """An exclusive lock beside a SQLite database while it is migrated (PostgreSQL is
+    migrated once, by `genrectl db upgrade`)."""
+    url = settings.database_url
+    path = url.split("///", 1)[-1] if url.startswith("sqlite") else ""
+    if not path or path == ":memory:":
+        yield
+        return
+    import fcntl
+
+    with open(f"{path}.migrate-lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def upgrade_to(settings: Settings, revision: str) -> None:

@@ -49,6 +49,9 @@ class BatchStatus(enum.StrEnum):
     RUNNING = "running"
     DONE = "done"
     CANCELLED = "cancelled"
+    # Stopped before its end (Ctrl-C, no space left, its process died): see stop_reason. Its
+    # unfinished tracks stay pending and the next ingest takes them up.
+    INTERRUPTED = "interrupted"
 
 
 class Base(DeclarativeBase):
@@ -109,6 +112,10 @@ class Batch(Base):
     missing: Mapped[int] = mapped_column(default=0)
     # The feature sets its tracks get (the promoted model's when it was planned), as dicts.
     feature_sets: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    # Embedded runs: "host:pid:token" of the process running it (scheduler.liveness), so a
+    # later start can tell a dead run from a live one. None in distributed mode.
+    owner: Mapped[str | None] = mapped_column(String(255))
+    stop_reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[created_at]
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
@@ -145,6 +152,9 @@ class Shard(Base):
     sha256: Mapped[sha256_hex]
     feature_version: Mapped[str] = mapped_column(String(32), index=True)
     n_segments: Mapped[int]
+    # Why the file failed its check (checksum, feature version, unreadable), until
+    # `genrectl verify --repair` rebuilds its tracks; its rows are skipped meanwhile.
+    damaged: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[created_at]
 
     segments: Mapped[list[Segment]] = relationship(back_populates="shard")

@@ -30,6 +30,10 @@ class UnusableAudioError(DecodeError):
     """Decodable, but not usable as music (silent, too short)."""
 
 
+# What a user does about a damaged shard of the library (see `genrectl verify`).
+REPAIR_HINT = "`genrectl verify --repair` rebuilds it from the audio"
+
+
 class ShardError(GenreError):
     """An HDF5 feature shard is missing, corrupt, or was made with other feature parameters."""
 
@@ -47,3 +51,40 @@ class NotFoundError(GenreError):
     """A track, batch, model or playlist named by the user does not exist."""
 
     exit_code = 3
+
+
+class EnvironmentFault(GenreError):
+    """The machine failed, not the file: no space left, read-only or unwritable storage, the
+    database locked or gone, an internal error. Never recorded against a track: the tracks
+    stay pending, the run stops, and the next run takes them up again.
+
+    One message argument only, so that it crosses a process boundary (pickling) intact.
+    """
+
+    exit_code = 5
+
+
+class StorageFullError(EnvironmentFault):
+    """No space left (or quota exceeded) where genrectl writes."""
+
+
+class StorageAccessError(EnvironmentFault):
+    """Where genrectl writes is read-only, not permitted, or failing (I/O error)."""
+
+
+class DatabaseFault(EnvironmentFault):
+    """The database is locked, unreachable, read-only or failing."""
+
+
+class InternalFault(EnvironmentFault):
+    """An error genrectl did not expect (a bug): not the file's fault either."""
+
+
+class Interrupted(GenreError):
+    """The user stopped a command (Ctrl-C, SIGTERM). The message says what was kept and the
+    command that continues; the exit code is 128 + the signal's number (130, 143)."""
+
+    def __init__(self, message: str, *, signum: int) -> None:
+        super().__init__(message)
+        self.signum = signum
+        self.exit_code = 128 + signum

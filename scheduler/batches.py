@@ -42,11 +42,13 @@ def plan_ingest(
     roots: Sequence[str],
     feature_sets: Mapping[str, dict[str, Any]],
     retry_failed: bool = False,
+    owner: str | None = None,
 ) -> IngestPlan:
     """Insert/refresh track rows for the scanned files, mark vanished ones missing, and
     commit a batch with one queued job per track that needs featurizing: new and changed
-    files, and unchanged ones that lack one of ``feature_sets`` (feature version → its
-    parameters as a dict: what the promoted model needs)."""
+    files (pending ones included: left by a run that stopped), and unchanged ones that lack
+    one of ``feature_sets`` (feature version → its parameters as a dict: what the promoted
+    model needs). ``owner``: the embedded run's lock (scheduler.liveness)."""
     scanned = {f.path: f for f in scan.files}
     insert_ignore(
         session,
@@ -77,6 +79,7 @@ def plan_ingest(
         unchanged=plan.unchanged + plan.previously_failed,
         missing=len(plan.missing),
         feature_sets=list(feature_sets.values()),
+        owner=owner,
     )
     session.add(batch)
     session.flush()
@@ -195,6 +198,21 @@ def fail_queued_jobs(
         )
     refresh_batch(session, batch_id)
     return ids
+
+
+def note_queued_jobs(
+    session: Session, batch_id: int, track_ids: Sequence[int], reason: str
+) -> None:
+    """Record why still-queued jobs wait (they stay queued: not the files' fault)."""
+    session.execute(
+        update(Job)
+        .where(
+            Job.batch_id == batch_id,
+            Job.track_id.in_(list(track_ids)),
+            Job.status == JobStatus.QUEUED,
+        )
+        .values(error=reason.splitlines()[0][:300] if reason else None)
+    )
 
 
 def refresh_batch(session: Session, batch_id: int) -> BatchCounts:

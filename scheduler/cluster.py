@@ -148,9 +148,7 @@ def cluster_report(settings: Settings) -> dict[str, Any]:
         depths = queue_depths(settings)
         report["in_flight"] = depths.pop("in_flight")
         report["queues"] = depths
-        report["workers"] = [
-            {"name": w.name, "queues": w.queues} for w in live_workers(settings)
-        ]
+        report["workers"] = [{"name": w.name, "queues": w.queues} for w in live_workers(settings)]
     except BrokerUnavailable as exc:
         report["error"] = str(exc)
     return report

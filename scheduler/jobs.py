@@ -18,7 +18,7 @@ from db.models import Batch, BatchStatus, Job, JobStatus, Track, TrackStatus, ut
 from genrectl.errors import NotFoundError
 from scheduler.batches import refresh_batch
 
-FINISHED = (BatchStatus.DONE, BatchStatus.CANCELLED)
+FINISHED = (BatchStatus.DONE, BatchStatus.CANCELLED, BatchStatus.INTERRUPTED)
 
 
 def get_batch(session: Session, batch_id: int) -> Batch:
@@ -54,6 +54,7 @@ def _summary(batch: Batch, counts: dict[str, int]) -> dict[str, Any]:
         **{str(s): counts.get(s, 0) for s in JobStatus},
         "unchanged": batch.unchanged,
         "missing": batch.missing,
+        "stop_reason": batch.stop_reason,
         "created_at": _when(batch.created_at),
         "finished_at": _when(batch.finished_at),
     }
@@ -87,16 +88,17 @@ def show_batch(session: Session, batch_id: int, *, limit: int = 100) -> dict[str
         if status == JobStatus.FAILED
     ]
     report["failed_items"] = items[:limit]
-    report["queued_items"] = [
-        {"track_id": tid, "path": path, "attempts": attempts}
-        for tid, path, status, _error, attempts in rows
+    report["queued_items"] = [  # reason: why it waits, when a worker noted one
+        {"track_id": tid, "path": path, "attempts": attempts, "reason": error}
+        for tid, path, status, error, attempts in rows
         if status == JobStatus.QUEUED
     ][:limit]
     return report
 
 
-def reopen_failed(session: Session, batch_id: int) -> list[int]:
-    """Queue the batch's failed items again (only those); returns their track ids."""
+def reopen_failed(session: Session, batch_id: int, *, owner: str | None = None) -> list[int]:
+    """Queue the batch's failed items again (only those); returns their track ids.
+    ``owner``: the embedded process that runs them now (scheduler.liveness)."""
     batch = get_batch(session, batch_id)
     track_ids = sorted(
         session.scalars(
@@ -116,6 +118,7 @@ def reopen_failed(session: Session, batch_id: int) -> list[int]:
         .values(status=TrackStatus.PENDING, error=None)
     )
     batch.status, batch.finished_at = BatchStatus.RUNNING, None
+    batch.owner, batch.stop_reason = owner, None
     refresh_batch(session, batch_id)
     return track_ids
 

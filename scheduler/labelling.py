@@ -6,13 +6,14 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from db.engine import session_scope
-from db.models import Model, Prediction, Segment, Track, TrackStatus
+from db.models import Model, Prediction, Segment, Shard, Track, TrackStatus
+from genrectl.errors import REPAIR_HINT, ShardError
 from genrectl.settings import Settings
 from scheduler.tasknames import GPU_QUEUE, INFER_SHARD, resolve
 
@@ -25,6 +26,9 @@ class LabelPlan:
     model_id: int
     by_shard: dict[int, list[int]]  # shard id -> track ids
     previous: dict[int, str]  # track id -> genre before (for "how many changed")
+    # Damaged shards (path -> why) holding rows of tracks left out of the plan, and how many.
+    damaged: dict[str, str] = field(default_factory=dict)
+    held_back: int = 0
 
     @property
     def n_tracks(self) -> int:
@@ -56,9 +60,22 @@ def plan_labelling(session: Session, model: Model, *, relabel: bool = False) -> 
     if not relabel:
         labelled = select(Prediction.track_id).where(Prediction.model_id == model.id)
         query = query.where(Segment.track_id.not_in(labelled))
+    # Tracks with rows in a damaged shard wait for `genrectl verify --repair`.
+    in_damaged = (Shard.damaged.is_not(None), Segment.feature_version.in_(versions))
+    damaged = {
+        path: why or ""
+        for path, why in session.execute(
+            select(Shard.path, Shard.damaged).join(Segment).where(*in_damaged).distinct()
+        )
+    }
+    held = set(session.scalars(select(Segment.track_id).join(Shard).where(*in_damaged)))
     by_shard: dict[int, list[int]] = defaultdict(list)
+    held_back = set()
     for shard_id, track_id in session.execute(query):
-        by_shard[shard_id].append(track_id)
+        if track_id in held:
+            held_back.add(track_id)
+        else:
+            by_shard[shard_id].append(track_id)
     previous = dict(
         session.execute(
             select(Prediction.track_id, Prediction.genre)
@@ -67,7 +84,7 @@ def plan_labelling(session: Session, model: Model, *, relabel: bool = False) -> 
             .order_by(Prediction.created_at)
         ).all()
     )
-    return LabelPlan(model.id, dict(by_shard), previous)
+    return LabelPlan(model.id, dict(by_shard), previous, damaged, len(held_back))
 
 
 def run_labelling(
@@ -75,17 +92,34 @@ def run_labelling(
     plan: LabelPlan,
     on_progress: LabelProgress,
     notify: Callable[[str], None] | None = None,
-) -> None:
+) -> int:
+    """Label the plan's tracks; returns how many got a label (a track whose rows are in a
+    shard found damaged now is skipped, and ``notify`` is told once per shard)."""
     total = plan.n_tracks
+    notify = notify or log.warning
     if settings.embedded:
         infer = resolve(INFER_SHARD)
         done = 0
+        told: set[str] = set()
+
+        def damaged(exc: ShardError, tracks: int) -> None:
+            if str(exc.path) not in told:  # one line per shard, however many tasks read it
+                told.add(str(exc.path))
+                notify(f"skipped {exc} ({tracks} tracks not labelled); {REPAIR_HINT}")
+
         for shard_id, track_ids in sorted(plan.by_shard.items()):
-            done += infer(settings, shard_id=shard_id, model_id=plan.model_id, track_ids=track_ids)
+            done += infer(
+                settings,
+                shard_id=shard_id,
+                model_id=plan.model_id,
+                track_ids=track_ids,
+                on_damaged=damaged,
+            )
             on_progress(done, total)
-        return
+        return done
     enqueue_labelling(settings, plan)
-    _wait_for_labels(settings, plan, on_progress, notify or log.warning)
+    _wait_for_labels(settings, plan, on_progress, notify)
+    return total
 
 
 def enqueue_labelling(settings: Settings, plan: LabelPlan) -> int:
@@ -121,12 +155,17 @@ def _wait_for_labels(
 
 
 def _labelled(settings: Settings, model_id: int, track_ids: list[int]) -> int:
+    """Tracks labelled, or skipped by a worker because a shard of theirs is damaged."""
     with session_scope(settings) as session:
-        count = session.scalar(
-            select(func.count())
-            .select_from(Prediction)
-            .where(Prediction.model_id == model_id, Prediction.track_id.in_(track_ids))
+        labelled = select(Prediction.track_id).where(
+            Prediction.model_id == model_id, Prediction.track_id.in_(track_ids)
         )
+        skipped = (
+            select(Segment.track_id)
+            .join(Shard)
+            .where(Shard.damaged.is_not(None), Segment.track_id.in_(track_ids))
+        )
+        count = session.scalar(select(func.count()).select_from(labelled.union(skipped).subquery()))
     return count or 0
 
 

@@ -54,7 +54,13 @@ class ReconcileReport:
 
 def find_lost_work(session: Session, *, grace_s: float) -> tuple[list[int], dict[int, list[int]]]:
     """(batches closed now, {batch id: its still-queued track ids}) for running batches."""
-    running = select(Batch.id).where(Batch.status == BatchStatus.RUNNING).order_by(Batch.id)
+    # A batch with an owner is being run by that live process (a dead owner's batch was
+    # marked interrupted at this command's start): not lost.
+    running = (
+        select(Batch.id)
+        .where(Batch.status == BatchStatus.RUNNING, Batch.owner.is_(None))
+        .order_by(Batch.id)
+    )
     closed = [b for b in list(session.scalars(running)) if refresh_batch(session, b).complete]
     cutoff = utcnow() - timedelta(seconds=grace_s)
     old = list(session.scalars(running.where(Batch.created_at <= cutoff)))

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
-import os
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -23,35 +22,13 @@ from scheduler.batches import (
     queued_track_ids,
     refresh_batch,
 )
-from scheduler.tasknames import CPU_QUEUE, FEATURIZE_CHUNK, ROUTES, resolve
+from scheduler.pool import call_task, init_process, stop_workers
+from scheduler.tasknames import CPU_QUEUE, FEATURIZE_CHUNK, ROUTES
 
 log = logging.getLogger(__name__)
 Progress = Callable[[BatchCounts], None]
 Notify = Callable[[str], None]  # a one-line message for the user
 POLL_S = 0.5
-
-
-def _init_process(settings: Settings) -> None:
-    """Runs first in every embedded worker process: log to a file, one torch thread each."""
-    log_dir = settings.home / "logs"
-    log_dir.mkdir(parents=True, exist_ok=True)
-    log_file = log_dir / "worker.log"
-    logging.basicConfig(
-        filename=log_file,
-        level=logging.INFO,
-        format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s",
-    )
-    # Decoders (libmpg123, ffmpeg) write warnings straight to fd 2; keep them off the
-    # user's terminal and in the log instead.
-    with log_file.open("ab") as handle:
-        os.dup2(handle.fileno(), 2)
-    import torch
-
-    torch.set_num_threads(1)
-
-
-def _call(name: str, settings: Settings, kwargs: dict[str, Any]) -> Any:
-    return resolve(name)(settings, **kwargs)
 
 
 def run_featurize(
@@ -124,6 +101,7 @@ def wait_for_batch(
     hint = f"Batch #{batch_id} is saved: Ctrl-C is safe; `genrectl jobs show {batch_id}`."
     watch = WorkerWatch(settings, CPU_QUEUE, notify, hint=hint)
     database = DatabasePoll(notify)
+    told: str | None = None
     while True:
         counts = database.read(lambda: _count(settings, batch_id))
         if counts is not None:
@@ -131,7 +109,28 @@ def wait_for_batch(
             if counts.complete:
                 return counts
             watch.observe(counts.finished)
+            reason = database.read(lambda: _waiting_because(settings, batch_id))
+            if reason and reason != told:  # a fault the workers met and retry (worker.tasks)
+                told = reason
+                notify(f"workers wait to retry batch #{batch_id}'s tracks: {reason}")
         time.sleep(POLL_S)
+
+
+def _waiting_because(settings: Settings, batch_id: int) -> str | None:
+    from sqlalchemy import select
+
+    from db.models import Job, JobStatus
+
+    with session_scope(settings) as session:
+        return session.scalar(
+            select(Job.error)
+            .where(
+                Job.batch_id == batch_id,
+                Job.status == JobStatus.QUEUED,
+                Job.error.is_not(None),
+            )
+            .limit(1)
+        )
 
 
 def _count(settings: Settings, batch_id: int) -> BatchCounts:
@@ -154,18 +153,24 @@ def _run_embedded(
 def _run_pool(
     settings: Settings, batch_id: int, chunks: list[list[int]], on_progress: Progress
 ) -> list[int]:
-    """Run chunks in a process pool; return the track ids left queued if the pool broke."""
+    """Run chunks in a process pool; return the track ids left queued if the pool broke.
+
+    A fault of the machine in any chunk (no space left, the database read-only...) stops
+    the whole pool and is raised: the tracks it did not finish stay queued, none is failed
+    for it. Ctrl-C or SIGTERM stop it the same way.
+    """
     if not chunks:
         return []
     context = multiprocessing.get_context("spawn")
     workers = max(1, min(settings.workers, len(chunks)))
     broken = False
-    with ProcessPoolExecutor(
-        workers, mp_context=context, initializer=_init_process, initargs=(settings,)
-    ) as pool:
+    pool = ProcessPoolExecutor(
+        workers, mp_context=context, initializer=init_process, initargs=(settings,)
+    )
+    try:
         futures: dict[Future[Any], list[int]] = {
             pool.submit(
-                _call, FEATURIZE_CHUNK, settings, {"batch_id": batch_id, "track_ids": chunk}
+                call_task, FEATURIZE_CHUNK, settings, {"batch_id": batch_id, "track_ids": chunk}
             ): chunk
             for chunk in chunks
         }
@@ -173,23 +178,25 @@ def _run_pool(
         while pending:
             finished, pending = wait(pending, timeout=POLL_S, return_when=FIRST_COMPLETED)
             for future in finished:
-                broken |= _settle(settings, batch_id, future, futures[future])
+                broken |= _settle(future)
             with session_scope(settings) as session:
                 on_progress(count_jobs(session, batch_id))
+    except BaseException:
+        stop_workers(pool)
+        raise
+    pool.shutdown(wait=True)
     if not broken:
         return []
     return _still_queued(settings, batch_id, [t for c in chunks for t in c])
 
 
-def _settle(settings: Settings, batch_id: int, future: Future[Any], chunk: list[int]) -> bool:
-    """Look at a finished chunk. True if its process died; a raised error fails the chunk."""
+def _settle(future: Future[Any]) -> bool:
+    """Look at a finished chunk: True if its process died. A fault it met (an
+    EnvironmentFault) or an interrupt is raised here and stops the run."""
     try:
         future.result()
     except BrokenProcessPool:
         return True
-    except Exception as exc:  # a bug or a database outage: fail the chunk, keep the batch
-        log.exception("chunk of batch %d failed", batch_id)
-        _fail_jobs(settings, batch_id, chunk, f"internal error: {type(exc).__name__}: {exc}")
     return False
 
 

@@ -2,7 +2,8 @@
 
 Arguments are checked before anything runs: a malformed message is rejected (logged and
 dropped, never retried), never executed. Transient errors (a database or broker blip) are
-retried with backoff, as declared on each task (scheduler.celery_app.RETRY_POLICY).
+retried with backoff, as declared on each task (scheduler.celery_app.RETRY_POLICY); so are
+the machine's faults (no space, read-only storage, a bug), which never fail a track.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ from typing import Any
 
 from celery import Task, shared_task
 from celery.exceptions import Reject
+from celery.utils.time import get_exponential_backoff_interval
 
+from genrectl.faults import as_fault
 from genrectl.settings import Settings
 from scheduler.celery_app import RETRY_POLICY, TRANSIENT_ERRORS
 from scheduler.tasknames import FEATURIZE_CHUNK, INFER_SHARD, TRAIN
@@ -47,20 +50,43 @@ def featurize_chunk_task(task: Task, batch_id: int, track_ids: list[int]) -> dic
     except TRANSIENT_ERRORS:
         raise  # retried with backoff; if it never recovers, the jobs stay queued for reconcile
     except Exception as exc:
-        # A bug, not a bad file (those fail alone inside the chunk): fail the chunk's jobs so
-        # the batch still finishes, as the embedded runner does.
-        log.exception("featurize chunk of batch %d failed", batch_id)
-        _fail_chunk(settings, batch_id, track_ids, f"internal error: {type(exc).__name__}: {exc}")
-        raise
+        # The machine's fault (no space, read-only shard storage, a bug), never the files':
+        # their jobs stay queued with the reason noted (`genrectl jobs show`), and the chunk is
+        # tried again with backoff; after max_retries it waits for `genrectl reconcile`.
+        fault = as_fault(exc, settings)
+        log.error("featurize chunk of batch %d stopped: %s", batch_id, fault, exc_info=exc)
+        _note_queued(settings, batch_id, track_ids, str(fault))
+        raise task.retry(exc=fault, countdown=_backoff(task)) from exc
+    if result.deferred:
+        # An internal error on some tracks: they stay queued, tried again later (each fails
+        # alone after MAX_ATTEMPTS tries, so the batch finishes).
+        raise task.retry(countdown=_backoff(task))
     return {"done": result.done, "failed": result.failed, "skipped": result.skipped}
 
 
-def _fail_chunk(settings: Settings, batch_id: int, track_ids: list[int], reason: str) -> None:
-    from db.engine import session_scope
-    from scheduler.batches import fail_queued_jobs
+def _backoff(task: Task) -> int:
+    """Seconds before the next try: the declared policy's exponential backoff with jitter."""
+    return int(
+        get_exponential_backoff_interval(
+            factor=RETRY_POLICY["retry_backoff"],
+            retries=task.request.retries,
+            maximum=RETRY_POLICY["retry_backoff_max"],
+            full_jitter=True,
+        )
+    )
 
-    with session_scope(settings) as session:
-        fail_queued_jobs(session, batch_id, track_ids, reason)
+
+def _note_queued(settings: Settings, batch_id: int, track_ids: list[int], reason: str) -> None:
+    """Write why the chunk's still-queued jobs wait (best effort: the database may be what
+    failed)."""
+    from db.engine import session_scope
+    from scheduler.batches import note_queued_jobs
+
+    try:
+        with session_scope(settings) as session:
+            note_queued_jobs(session, batch_id, track_ids, reason)
+    except Exception:
+        log.warning("cannot note the reason on batch %d's jobs", batch_id, exc_info=True)
 
 
 @shared_task(name=INFER_SHARD, **RETRY_POLICY)

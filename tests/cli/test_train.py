@@ -257,3 +257,35 @@ def test_distributed_mode_enqueues_on_the_gpu_queue(
         assert summary["name"] == "remote" and summary["track_accuracy"] is not None
     else:
         assert summary == {"name": "remote", "task_id": "task-1", "queued": True}
+
+
+@pytest.mark.slow
+def test_sigterm_stops_training_says_what_is_kept_and_registers_nothing(
+    labelled: Path, tmp_path: Path
+) -> None:
+    import signal
+
+    from tests.cli.runs import Run, genrectl, leftovers
+    from tests.scheduler.cluster import wait_for
+
+    env = {"GENRECTL_HOME": str(tmp_path / "home"), "GENRECTL_STARTER_MODEL": "0"}
+    args = ("train", str(labelled), "--arch", "gapcnn", "--batch-size", "8", "--train-hop", "6")
+    run = Run.start(env, *args, "--epochs", "200", "--name", "stopme", logs=tmp_path / "logs")
+    checkpoints = tmp_path / "home" / "data" / "checkpoints" / "stopme"
+    try:
+        wait_for(
+            lambda: any(checkpoints.rglob("checkpoint.pt")),
+            timeout=180,
+            what="the first epoch's checkpoint",
+            every=0.2,
+        )
+        run.process.send_signal(signal.SIGTERM)
+        assert run.wait(timeout=60) == 143, run.stderr
+    finally:
+        run.stop()
+    last = run.stderr.strip().splitlines()[-1]
+    assert last.startswith("interrupted (SIGTERM): stopme is not registered;"), run.stderr
+    assert "the same command with `--name stopme` resumes from there" in last
+    assert any(checkpoints.rglob("checkpoint.pt"))  # kept for the resumed run (test_loop)
+    assert leftovers(tmp_path / "home") == []
+    assert "stopme" not in genrectl(env, "models", "list").stdout

@@ -10,17 +10,16 @@ Layout (DESIGN.md, "Storage formats"):
 - ``track_id`` int64 [n], ``segment_index`` int32 [n], ``start_s`` float32 [n] (seconds).
 - attributes ``feature_params`` (JSON of the feature set) and ``feature_version``.
 
-A shard is written under a temporary name in its directory, flushed to disk, then renamed
-to ``shard-<uuid4 hex>.h5``: a reader never sees half a shard. Readers check the sha256
-recorded at write time and the feature version before use.
+A shard is built in memory, written under a temporary name in its directory, flushed to
+disk, read back, then renamed to ``shard-<uuid4 hex>.h5``: a reader never sees half a shard,
+and a full disk leaves no partial file. Readers check the sha256 recorded at write time and
+the feature version before use.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
+import io
 import json
-import os
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ import h5py
 import numpy as np
 
 from genrectl.errors import ShardError
+from genrectl.files import file_sha256, write_atomically
 from worker.features.sets import FeatureSet
 
 # gzip level 4 with the byte-shuffle filter, measured on GTZAN mels (float16 dB, one
@@ -40,7 +40,6 @@ from worker.features.sets import FeatureSet
 # are far beyond featurizing (~50 segments/s per core) and inference, so size wins.
 _COMPRESSION: dict[str, Any] = {"compression": "gzip", "compression_opts": 4, "shuffle": True}
 _FORMAT = "genrectl-shard/1"
-_READ_BLOCK = 1 << 20
 # Rows per chunk of a vector dataset (an encoder's outputs: ~1 KB a row).
 _VECTOR_CHUNK_ROWS = 64
 
@@ -53,15 +52,6 @@ class ShardInfo:
     sha256: str
     n_segments: int
     feature_version: str
-
-
-def file_sha256(path: Path) -> str:
-    """Hex sha256 of a file's bytes, read in 1 MiB blocks. Raises OSError if unreadable."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(_READ_BLOCK):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _check_rows(
@@ -93,12 +83,27 @@ def _chunks(shape: tuple[int, ...], n: int) -> tuple[int, ...]:
     return (rows, *shape)
 
 
-def _fsync(path: Path) -> None:
-    descriptor = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
+def _build(
+    arrays: dict[str, np.ndarray], columns: dict[str, np.ndarray], params: FeatureSet, n: int
+) -> bytes:
+    """The whole HDF5 file, built in memory: HDF5 never writes to the disk itself, so a full
+    or failing disk surfaces as one plain OSError from ``write_atomically`` (not as HDF5's
+    flush errors), and nothing is written at all when the space is known to be missing."""
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as handle:
+        for name, array in arrays.items():
+            handle.create_dataset(
+                name,
+                data=array.astype(np.float16),
+                chunks=_chunks(params.shapes[name], n),
+                **_COMPRESSION,
+            )
+        for name, column in columns.items():
+            handle.create_dataset(name, data=column)
+        handle.attrs["format"] = _FORMAT
+        handle.attrs["feature_params"] = json.dumps(params.to_dict(), sort_keys=True)
+        handle.attrs["feature_version"] = params.version
+    return buffer.getvalue()
 
 
 def write_shard(
@@ -109,12 +114,15 @@ def write_shard(
     segment_index: np.ndarray,
     start_s: np.ndarray,
     params: FeatureSet,
+    hint: str = "GENRECTL_DATA_DIR",
 ) -> ShardInfo:
     """Write a new shard into ``directory`` (created if needed) and return its ShardInfo.
 
     arrays: one ``[n, *shape]`` array per name of ``params.shapes`` (stored as float16, so a
     dB mel carries about 0.03 dB of rounding at -80 dB); track_ids, segment_index, start_s:
-    [n], one per row. Raises ValueError on n == 0 or mismatched names or shapes.
+    [n], one per row. Raises ValueError on n == 0 or mismatched names or shapes, and an
+    EnvironmentFault (naming ``hint``, the setting that moves the folder) when the shard
+    cannot be written or read back: no space, read-only, an I/O error.
     """
     columns: dict[str, np.ndarray] = {
         "track_id": np.asarray(track_ids, dtype=np.int64),
@@ -122,30 +130,9 @@ def write_shard(
         "start_s": np.asarray(start_s, dtype=np.float32),
     }
     n = _check_rows(arrays, columns, params)
-    directory.mkdir(parents=True, exist_ok=True)
+    data = _build(arrays, columns, params, n)
     final = directory / f"shard-{uuid.uuid4().hex}.h5"
-    temporary = final.with_name(final.name + ".tmp")
-    try:
-        with h5py.File(temporary, "w") as handle:
-            for name, array in arrays.items():
-                handle.create_dataset(
-                    name,
-                    data=array.astype(np.float16),
-                    chunks=_chunks(params.shapes[name], n),
-                    **_COMPRESSION,
-                )
-            for name, column in columns.items():
-                handle.create_dataset(name, data=column)
-            handle.attrs["format"] = _FORMAT
-            handle.attrs["feature_params"] = json.dumps(params.to_dict(), sort_keys=True)
-            handle.attrs["feature_version"] = params.version
-        _fsync(temporary)
-        sha256 = file_sha256(temporary)
-        os.replace(temporary, final)
-    finally:
-        temporary.unlink(missing_ok=True)
-    with contextlib.suppress(OSError):  # not every filesystem lets a directory be fsynced
-        _fsync(directory)
+    sha256 = write_atomically(final, data, what="feature shards", hint=hint)
     return ShardInfo(path=final, sha256=sha256, n_segments=n, feature_version=params.version)
 
 
@@ -270,3 +257,29 @@ def open_shard(path: Path, *, params: FeatureSet, sha256: str | None) -> ShardRe
         if isinstance(exc, ShardError):
             raise
         raise ShardError(path, f"unreadable: {exc}") from None
+
+
+def check_shard_file(
+    path: Path, *, sha256: str, feature_version: str, n_segments: int
+) -> str | None:
+    """Why the shard at ``path`` cannot be used as recorded (missing, unreadable, checksum
+    or feature version or row count differing), or None when it is sound."""
+    if not path.is_file():
+        return "missing: no such file"
+    try:
+        actual = file_sha256(path)
+    except OSError as exc:
+        return f"unreadable: {exc.strerror}"
+    if actual != sha256.lower():
+        return f"checksum mismatch: recorded {sha256[:12]}, file has {actual[:12]}"
+    try:
+        with h5py.File(path, "r") as handle:
+            version = _stored_version(path, handle)
+            rows = int(handle["track_id"].shape[0])
+    except (OSError, KeyError, ShardError) as exc:
+        return f"unreadable: {' '.join(str(exc).split())[:150]}"
+    if version != feature_version:
+        return f"feature version {version}, recorded {feature_version}"
+    if rows != n_segments:
+        return f"{rows} rows, recorded {n_segments}"
+    return None

@@ -11,7 +11,7 @@ unclear (the model's confidence is below GENRECTL_UNKNOWN_THRESHOLD).
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from db.engine import session_scope
 from db.models import Model, Prediction, Segment, Shard
 from db.upsert import insert_ignore
-from genrectl.errors import NotFoundError
+from genrectl.errors import REPAIR_HINT, NotFoundError, ShardError
 from genrectl.settings import Settings
 from worker.features.encoder import LEVEL, EncoderParams
 from worker.features.sets import FeatureSet, model_feature_sets
@@ -150,18 +150,28 @@ def _mapped_classes(model: object, names: tuple[str, ...]) -> list[str]:
     return [names[i] for i in used if i < len(names)]
 
 
+OnDamaged = Callable[[ShardError, int], None]  # (the shard's error, tracks it held back)
+
+
 def read_rows(
     session: Session,
     track_ids: Sequence[int],
     sets: Sequence[FeatureSet],
     needed: Sequence[Sequence[str]],
+    *,
+    on_damaged: OnDamaged | None = None,
 ) -> list[Rows]:
     """The stored rows of ``track_ids`` for each of ``sets``, in track and segment order
-    (from whichever shards hold them), with the arrays ``needed`` of each."""
-    out = []
+    (from whichever shards hold them), with the arrays ``needed`` of each.
+
+    A shard that fails its check (checksum, feature version, unreadable, missing) is marked
+    damaged in the database; with ``on_damaged`` its tracks are left out of every set and
+    ``on_damaged`` is told, else its ShardError is raised, naming `genrectl verify --repair`.
+    """
+    out, damaged = [], set()
     for feature_set, names in zip(sets, needed, strict=True):
         located = session.execute(
-            select(Segment.track_id, Segment.row, Shard.path, Shard.sha256)
+            select(Segment.track_id, Segment.row, Shard.id, Shard.path, Shard.sha256)
             .join(Shard, Shard.id == Segment.shard_id)
             .where(
                 Segment.track_id.in_(list(track_ids)),
@@ -169,26 +179,57 @@ def read_rows(
             )
             .order_by(Segment.track_id, Segment.index)
         ).all()
-        by_shard: dict[tuple[str, str], list[int]] = {}
-        for position, (_, _, path, sha) in enumerate(located):
-            by_shard.setdefault((path, sha), []).append(position)
+        by_shard: dict[tuple[int, str, str], list[int]] = {}
+        for position, (_, _, shard_id, path, sha) in enumerate(located):
+            by_shard.setdefault((shard_id, path, sha), []).append(position)
         arrays = {n: np.zeros((len(located), *feature_set.shapes[n]), np.float32) for n in names}
-        for (path, sha), positions in by_shard.items():
-            with open_shard(Path(path), params=feature_set, sha256=sha) as reader:
-                read = reader.read_arrays([located[i][1] for i in positions], names=list(names))
+        for (shard_id, path, sha), positions in by_shard.items():
+            try:
+                with open_shard(Path(path), params=feature_set, sha256=sha) as reader:
+                    read = reader.read_arrays([located[i][1] for i in positions], names=names)
+            except ShardError as exc:
+                held = {int(located[i][0]) for i in positions}
+                _damaged(session, shard_id, exc, held, on_damaged)
+                damaged |= held
+                continue
             for name in names:
                 arrays[name][positions] = read[name]
         out.append(Rows(arrays, np.asarray([r[0] for r in located], dtype=np.int64)))
+    if damaged:
+        kept = sorted(set(track_ids) - damaged)
+        out = [rows.of(kept) for rows in out]
     return out
 
 
+def _damaged(
+    session: Session, shard_id: int, exc: ShardError, held: set[int], on_damaged: OnDamaged | None
+) -> None:
+    shard = session.get(Shard, shard_id)
+    if shard is not None and shard.damaged != exc.reason:
+        shard.damaged = exc.reason
+    if on_damaged is None:
+        raise ShardError(exc.path, f"{exc.reason}; {REPAIR_HINT}") from None
+    on_damaged(exc, len(held))
+
+
+def _log_damaged(exc: ShardError, tracks: int) -> None:
+    log.warning("skipped %s (%d tracks not labelled); %s", exc, tracks, REPAIR_HINT)
+
+
 def infer_shard(
-    settings: Settings, *, shard_id: int, model_id: int, track_ids: list[int] | None = None
+    settings: Settings,
+    *,
+    shard_id: int,
+    model_id: int,
+    track_ids: list[int] | None = None,
+    on_damaged: OnDamaged | None = None,
 ) -> int:
     """Label every (or the given) track of one shard with one model; returns tracks labelled.
 
     The shard holds the rows of the model's first feature set; the rows of its other
-    feature sets are read from the shards that hold them (the same chunk wrote them).
+    feature sets are read from the shards that hold them (the same chunk wrote them). Tracks
+    whose rows are in a damaged shard are skipped (``on_damaged`` is told; by default it is
+    logged), and the rest are labelled.
     """
     with session_scope(settings) as session:
         model = session.get(Model, model_id)
@@ -204,7 +245,10 @@ def infer_shard(
             return 0
         loaded = cached_model(model_path, model_sha)
         sets = model_feature_sets(loaded.feature_params)
-        rows = read_rows(session, tracks, sets, rows_needed(loaded, sets))
+        needed = rows_needed(loaded, sets)
+        rows = read_rows(session, tracks, sets, needed, on_damaged=on_damaged or _log_damaged)
+    if not len(rows[0]):
+        return 0
     labels = label_tracks(loaded, rows, settings=settings)
     _store(settings, model_id, labels, settings.unknown_threshold)
     return len(labels)

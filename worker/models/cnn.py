@@ -18,7 +18,7 @@ import torchvision
 from torch import nn
 
 from genrectl.errors import ConfigError, ModelError
-from worker.features.shards import file_sha256
+from genrectl.files import file_sha256
 
 Arch = Literal["cnn", "gapcnn", "densenet121"]
 InputSize = Literal["native", "224"]

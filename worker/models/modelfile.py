@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from genrectl.errors import ModelError
-from worker.features.shards import file_sha256
+from genrectl.files import file_sha256
 from worker.models.cnn import MelClassifier, build_model
 from worker.models.heads import GenreHead
 

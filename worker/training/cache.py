@@ -66,8 +66,11 @@ class CacheRequest:
 
 def _write_json(path: Path, value: Any) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(value, sort_keys=True, separators=(",", ":")))
-    tmp.replace(path)
+    try:
+        tmp.write_text(json.dumps(value, sort_keys=True, separators=(",", ":")))
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)  # stopped half-way (Ctrl-C, a full disk): no leftover
 
 
 def _read_json(path: Path, default: dict[str, Any]) -> dict[str, Any]:

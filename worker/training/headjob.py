@@ -245,7 +245,9 @@ def _baseline(
 ) -> dict[int, np.ndarray]:
     """Out-of-fold track probabilities of the MFCC + logistic regression baseline, fitted on
     the reference mel's 6 s segments of the same training tracks."""
-    store = FeatureStore(settings, FeatureParams(), progress=reporter.featurizing)
+    store = FeatureStore(
+        settings, FeatureParams(), progress=reporter.featurizing, warn=reporter.warn
+    )
     store.prepare([(t, 0) for t in data.tracks])
     out: dict[int, np.ndarray] = {}
     everything = np.concatenate(plan.tests)
@@ -377,7 +379,10 @@ def train_head_model(settings: Settings, spec: Any, *, reporter: TrainReporter) 
     started = time.perf_counter()
     arch, seed = spec.config.arch, spec.config.seed
     plan_sets = design(arch).sets
-    stores = [FeatureStore(settings, s, progress=reporter.featurizing) for s in plan_sets]
+    stores = [
+        FeatureStore(settings, s, progress=reporter.featurizing, warn=reporter.warn)
+        for s in plan_sets
+    ]
     reporter.stage("Reading the training data and its encoder features")
     data = load_data(settings, spec, stores[0])
     groups = read_fold_file(Path(spec.fold_file)).group_of if spec.fold_file else None

@@ -398,7 +398,7 @@ def run_training(
         outcome: TrainOutcome = train_head_model(settings, spec, reporter=reporter)
         return outcome
     params = FeatureParams(segment_seconds=spec.segment_seconds)
-    store = FeatureStore(settings, params, progress=reporter.featurizing)
+    store = FeatureStore(settings, params, progress=reporter.featurizing, warn=reporter.warn)
     trained = _train(settings, spec, store, reporter)
     model_id, path, metrics, training, artefacts = _publish(settings, spec, trained)
     # Registered: nothing is left to resume.

@@ -335,8 +335,11 @@ def _save_checkpoint(path: Path, run: _RunState, config: TrainConfig, classes: l
         "best": {"epoch": run.best_epoch, "val_loss": run.best_val_loss, "model": run.best_weights},
     }
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(checkpoint, tmp)
-    tmp.replace(path)
+    try:
+        torch.save(checkpoint, tmp)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)  # stopped half-way (Ctrl-C, a full disk): no leftover
 
 
 def _restore(path: Path, run: _RunState, config: TrainConfig, classes: list[str]) -> None:

@@ -45,6 +45,10 @@ class TrainReporter:
     def stage(self, text: str) -> None:
         log.info("%s", text)
 
+    def warn(self, text: str) -> None:
+        """Something the user should know that does not stop the job (a damaged shard)."""
+        log.warning("%s", text)
+
     def featurizing(self, done: int, total: int) -> None:
         log.info("featurized %d/%d files", done, total)
 
