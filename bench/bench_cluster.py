@@ -2,6 +2,7 @@
 and how long a batch takes to complete after a fault.
 
     .venv/bin/python bench/bench_cluster.py [--tracks 96] [--seconds 30] [--chunk 8]
+    .venv/bin/python bench/bench_cluster.py --pipeline [--tracks 96] [--seconds 30] [--chunk 8]
 
 Needs redis-server on the PATH and PostgreSQL on 127.0.0.1:5432 (trust auth, database
 `test`), as the `services` tests do; it starts its own redis-server on a free port and its
@@ -33,6 +34,14 @@ throughout, so the speed-up is a floor), 2026-11-24, with
 A killed pool process is replaced (cold imports) and its chunk redelivered at once, then
 run one track per transaction; after a Redis restart the workers reconnect (about 2 s of
 backoff), their running tasks are cancelled and redone, and reconcile re-enqueues the rest.
+
+--pipeline: the whole pipeline with nobody waiting. A fresh database whose `db upgrade`
+registered the starter model, two cpu workers and one gpu worker (one pool process each;
+the gpu worker on the CPU here), warmed up by a small batch; then the time from `ingest
+--no-wait` to the last track labelled, read from the database. Once without a fault, once
+with a whole cpu worker killed with kill -9 after the first chunk, healed by the workers'
+periodic reconcile (its default settings: every 30 s, work lost for 60 s) with no command
+typed. Results are in BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -120,18 +129,64 @@ def recovery(base: Path, name: str, music: Path, warmup: Path, *, chunk: int) ->
         server.kill()
 
 
+def pipeline_time(base: Path, music: Path, warmup: Path, *, chunk: int, kill: bool) -> float:
+    """Seconds from `ingest --no-wait` to the whole batch featurized and labelled by two cpu
+    workers and a gpu worker (``kill``: a cpu worker killed with kill -9 after the first
+    chunk, the periodic reconcile left to heal it)."""
+    server = RedisServer(base / f"redis-pipeline-{kill}")
+    server.start()
+    env = {"GENRECTL_STARTER_MODEL": "1", "GENRECTL_CHUNK_SIZE": str(chunk)}
+    try:
+        with open_cluster(base / f"pipeline-{kill}", server.url, env) as cluster:
+            for name in ("cpu-0", "cpu-1"):
+                cluster.start_worker("cpu", name=name)
+            cluster.start_worker("gpu", name="gpu")
+            cluster.wait_batch(cluster.ingest_no_wait(warmup), timeout=600)
+            start = time.monotonic()
+            batch_id = cluster.ingest_no_wait(music)
+            if kill:
+                wait_for(lambda: cluster.counts(batch_id).done >= chunk, timeout=600, what="chunk")
+                os.killpg(cluster.workers[1].pid, signal.SIGKILL)
+            counts = cluster.wait_batch(batch_id, timeout=1800)
+            assert counts.label.done == counts.done == counts.total, counts
+            return time.monotonic() - start
+    finally:
+        server.kill()
+
+
+def pipeline(base: Path, music: Path, warmup: Path, args: argparse.Namespace) -> None:
+    runs = {
+        "no fault": pipeline_time(base, music, warmup, chunk=args.chunk, kill=False),
+        "kill -9 of a cpu worker after the first chunk": pipeline_time(
+            base, music, warmup, chunk=args.chunk, kill=True
+        ),
+    }
+    print(
+        f"\n{args.tracks} tracks of {args.seconds:g} s, {args.chunk} tracks per task, starter model"
+    )
+    print("2 cpu workers + 1 gpu worker (one process each), warmed up; no client after --no-wait")
+    print(f"{'run':<48}{'--no-wait to all labelled':>28}")
+    for name, seconds in runs.items():
+        print(f"{name:<48}{seconds:>26.1f} s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tracks", type=int, default=96)
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--chunk", type=int, default=8)
+    parser.add_argument("--pipeline", action="store_true", help="featurize + label, no client")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-cluster-") as tmp:
         base = Path(tmp)
         music = base / "music"
         write_library(music, args.tracks, seconds=args.seconds)
         warmup = base / "warmup"
-        write_library(warmup, 4 * args.chunk, seconds=args.seconds, first=10_000)
+        warm = (2 if args.pipeline else 4) * args.chunk  # every pool process runs once
+        write_library(warmup, warm, seconds=args.seconds, first=10_000)
+        if args.pipeline:
+            pipeline(base, music, warmup, args)
+            return
         rates = {n: throughput(base, music, warmup, workers=n, chunk=args.chunk) for n in (1, 2)}
         print(f"\n{args.tracks} tracks of {args.seconds:g} s, {args.chunk} tracks per task")
         print(f"{'cpu workers':<34}{'tracks/s':>10}")

@@ -33,10 +33,10 @@ class Context:
     def ready_settings(self) -> Settings:
         """Settings with the database schema known to be current (embedded mode migrates)."""
         if not self._schema_checked:
-            from db.migrate import current_revision, head_revision, upgrade
+            from db.migrate import current_revision, head_revision, prepare
 
             if self.settings.embedded:
-                upgrade(self.settings)
+                prepare(self.settings)
                 self._reap_dead_runs()
             elif current_revision(self.settings) != head_revision():
                 raise GenreError(

@@ -13,13 +13,13 @@ import contextlib
 import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 from sqlalchemy import select
 
 from db.engine import session_scope
-from db.models import Job, JobStatus, Track
+from db.models import Job, JobKind, JobStatus, Track
 from genrectl.errors import EnvironmentFault, InternalFault, Interrupted
 from genrectl.settings import Settings
 from genrectl.stopping import signal_name, signal_of
@@ -49,28 +49,26 @@ class BatchRun:
         self.again = again
         self.deferred: list[tuple[str, str]] = []  # (path, internal error) left pending
 
-    def featurize_and_label(
-        self, chunks: list[list[int]], sets: Sequence[FeatureSet]
-    ) -> dict[str, Any]:
-        """Featurize the batch (after checking the space it needs), then label."""
-        from cli.ingest import label_library, warn
+    def featurize_and_label(self, chunks: list[list[int]], sets: Sequence[FeatureSet]) -> None:
+        """Run the batch's pipeline (after checking the space featurizing needs): featurize
+        its tracks, and label them with the batch's model (scheduler.pipeline)."""
+        from cli.ingest import warn
         from cli.render import batch_progress
         from scheduler.runner import run_featurize
 
         n_tracks = len(self.plan.track_ids)
-        if n_tracks:
-            if self.settings.embedded:  # a cluster's shard folder may not be mounted here
-                from scheduler.space import check_space
+        if n_tracks and self.settings.embedded:  # a cluster's shards may not be mounted here
+            from scheduler.space import check_space
 
-                needed = check_space(self.settings, sets, n_tracks)
-                if not self.quiet:
-                    click.echo(f"Featurizing: {needed.describe(n_tracks)}", err=True)
-            with batch_progress("Featurizing", n_tracks, quiet=self.quiet) as bar:
+            needed = check_space(self.settings, sets, n_tracks)
+            if not self.quiet:
+                click.echo(f"Featurizing: {needed.describe(n_tracks)}", err=True)
+        if n_tracks or self.plan.label_only:
+            with batch_progress(quiet=self.quiet) as bar:
                 run_featurize(self.settings, self.plan.batch_id, chunks, bar, warn)
             self.deferred = _deferred(self.settings, self.plan.batch_id)
             if self.deferred:  # closed now, while this run's lock still says it is alive
                 self._close(f"{len(self.deferred)} tracks met an internal error")
-        return label_library(self.settings, quiet=self.quiet)
 
     @contextmanager
     def stops(self) -> Iterator[None]:
@@ -150,7 +148,11 @@ def _deferred(settings: Settings, batch_id: int) -> list[tuple[str, str]]:
         rows = session.execute(
             select(Track.path, Job.error)
             .join(Job, Job.track_id == Track.id)
-            .where(Job.batch_id == batch_id, Job.status == JobStatus.QUEUED)
+            .where(
+                Job.batch_id == batch_id,
+                Job.kind == JobKind.FEATURIZE,
+                Job.status == JobStatus.QUEUED,
+            )
             .order_by(Track.path)
         ).all()
         return [(path, error or "internal error") for path, error in rows]

@@ -17,15 +17,20 @@ from genrectl.settings import Settings
 @json_option
 @pass_context
 def status(obj: Context, as_json: bool) -> None:
-    """What is in the library: tracks by status, shards, segments, the last batch; in
-    distributed mode also the queue depths and the live workers.
+    """What is in the library: tracks by status, shards, segments, the last batch, the
+    stages of running batches and training jobs; in distributed mode also the depth of each
+    queue, the live workers per queue, the cluster's last reconcile and gc, and a warning
+    when a queue has work and no worker.
 
     \b
     Example:
       genrectl status --json
     """
+    from scheduler.status import pipeline_status
+
     settings = obj.ready_settings()
     report = library_status(settings)
+    report.update(pipeline_status(settings))
     if not settings.embedded:
         from scheduler.cluster import cluster_report
 
@@ -57,20 +62,49 @@ def status(obj: Context, as_json: bool) -> None:
             f"{n} damaged shard{'s' if n != 1 else ''}: their tracks are skipped; "
             "`genrectl verify --repair` rebuilds them"
         )
+    _print_pipeline(report)
     if "cluster" in report:
         _print_cluster(report["cluster"])
+        _print_housekeeping(report["housekeeping"])
+
+
+def _print_pipeline(report: dict[str, Any]) -> None:
+    for batch in report["running_batches"]:
+        stages = "; ".join(
+            f"{stage} {c['done']}/{c['total']} done, {c['queued']} queued, {c['failed']} failed"
+            for stage, c in batch["stages"].items()
+            if c["total"]
+        )
+        click.echo(f"Running batch #{batch['id']} ({batch['kind']}): {stages or 'closing'}")
+    for job in report["training_jobs"]:
+        progress = job["progress"] or {}
+        where = f", epoch {progress['epoch']}/{progress['epochs']}" if "epoch" in progress else ""
+        stale = " (its worker stopped: reconcile sends it again)" if job["stale"] else ""
+        click.echo(f"Training job #{job['id']} {job['name']}: {job['status']}{where}{stale}")
 
 
 def _print_cluster(cluster: dict[str, Any]) -> None:
     if cluster["error"]:
         click.echo(f"Broker: {cluster['error']}")
         return
-    queues = ", ".join(f"{name} {depth}" for name, depth in cluster["queues"].items())
+    queues = ", ".join(
+        f"{name} {depth} waiting ({cluster['workers_per_queue'].get(name, 0)} workers)"
+        for name, depth in cluster["queues"].items()
+    )
     click.echo(f"Queues ({cluster['broker']}): {queues}; {cluster['in_flight']} in flight")
     if not cluster["workers"]:
         click.echo("Workers: none live. Start one with `genrectl worker --queues cpu` (or gpu).")
     for item in cluster["workers"]:
         click.echo(f"Worker {item['name']}: {','.join(item['queues'])}")
+    for warning in cluster["warnings"]:
+        click.echo(f"warning: {warning}")
+
+
+def _print_housekeeping(runs: dict[str, Any]) -> None:
+    if not runs:
+        click.echo("Housekeeping: no periodic reconcile or gc has run yet (a worker runs them).")
+    for name, run in runs.items():
+        click.echo(f"Last periodic {name}: {run['ran_at'] or 'never'} by {run['holder']}")
 
 
 def library_status(settings: Settings) -> dict[str, Any]:
@@ -133,16 +167,20 @@ def db() -> None:
 @db.command("upgrade")
 @pass_context
 def db_upgrade(obj: Context) -> None:
-    """Create or migrate the database schema to the newest version.
+    """Create or migrate the database schema to the newest version, and register and
+    promote the bundled starter model if no model is registered yet (unless
+    GENRECTL_STARTER_MODEL=0), so the cluster can label from the first batch.
 
     \b
     Example:
       GENRECTL_DATABASE_URL=postgresql+psycopg://genrectl@db/genrectl genrectl db upgrade
     """
-    from db.migrate import head_revision, upgrade
+    from db.migrate import head_revision, prepare
 
-    changed = upgrade(obj.settings)
+    changed, starter = prepare(obj.settings)
     click.echo(f"database {'upgraded to' if changed else 'already at'} revision {head_revision()}")
+    if starter:
+        click.echo(f"registered and promoted the bundled starter model {starter}")
 
 
 @click.command()

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from cli.app import EXIT_FAILURES, Context, emit_json, json_option, pass_context
 from cli.batchrun import BatchRun
 from db.engine import session_scope
-from db.models import Job, JobStatus, Track
+from db.models import Job, JobKind, JobStatus, Track
 from genrectl.errors import ConfigError
 from genrectl.settings import Settings
 from scheduler.batches import IngestPlan, chunked, plan_ingest
@@ -49,9 +49,10 @@ def ingest(
 ) -> None:
     """Add the music under PATHS to the library.
 
-    Every new or changed audio file is decoded, cut into 6 s segments and turned into mel
-    spectrograms stored in HDF5 shards. Unchanged files (same size and mtime) are not read
-    again; files that disappeared are marked missing. One bad file fails alone.
+    Every new or changed audio file is decoded once into the features the promoted model
+    reads, stored in HDF5 shards, then labelled with that model. Unchanged files (same size
+    and mtime) are not read again; files that disappeared are marked missing. One bad file
+    fails alone. In distributed mode the workers do both stages; --no-wait leaves them to it.
 
     \b
     Examples:
@@ -66,7 +67,7 @@ def ingest(
     roots = [_root(p) for p in paths]
     lock = hold_run_lock(settings) if settings.embedded else None
     try:
-        found, plan, sets = _scan_and_plan(obj, settings, roots, retry_failed, lock)
+        found, plan, sets, previous = _scan_and_plan(obj, settings, roots, retry_failed, lock)
         chunks = list(chunked(plan.track_ids, settings.chunk_size))
         if no_wait:
             _enqueue_only(settings, plan, chunks, as_json=as_json)
@@ -74,12 +75,12 @@ def ingest(
         again = "genrectl ingest " + " ".join(shlex.quote(r) for r in roots)
         run = BatchRun(settings, plan, again, quiet=obj.quiet or as_json, as_json=as_json)
         with run.stops():
-            labelling = run.featurize_and_label(chunks, sets)
+            run.featurize_and_label(chunks, sets)
     finally:
         if lock is not None:
             lock.release()
     report = _report(settings, plan, found, time.monotonic() - started)
-    report["labelling"] = labelling
+    report["labelling"] = _labelling(settings, plan.batch_id, previous)
     if as_json:
         emit_json(report)
     else:
@@ -91,36 +92,43 @@ def ingest(
 
 def _scan_and_plan(
     obj: Context, settings: Settings, roots: list[str], retry_failed: bool, lock: RunLock | None
-) -> tuple[ScanResult, IngestPlan, list[FeatureSet]]:
-    """Scan the roots and commit the batch (its tracks and queued jobs) before any work."""
+) -> tuple[ScanResult, IngestPlan, list[FeatureSet], dict[int, str]]:
+    """Scan the roots and commit the batch (its tracks and queued jobs) before any work.
+    Also returns the feature sets, and each track's genre before (from other models)."""
     from cli.render import stderr
+    from scheduler.labelling import previous_genres
     from worker.features.sets import feature_set_from_dict
 
     with stderr().status("Scanning…", spinner="dots") if not obj.quiet else nullcontext():
         found = scan(Path(r) for r in roots)
     with session_scope(settings) as session:
-        feature_sets = _feature_sets(session, settings)
+        feature_sets, model_id = _batch_model(session, settings)
         plan = plan_ingest(
             session,
             found,
             roots=roots,
             feature_sets=feature_sets,
+            model_id=model_id,
             retry_failed=retry_failed,
             owner=lock.owner if lock is not None else None,
         )
-    return found, plan, [feature_set_from_dict(d) for d in feature_sets.values()]
+        previous = previous_genres(session, model_id) if model_id is not None else {}
+    sets = [feature_set_from_dict(d) for d in feature_sets.values()]
+    return found, plan, sets, previous
 
 
-def _feature_sets(session: Session, settings: Settings) -> dict[str, dict[str, Any]]:
-    """What a batch computes: the promoted model's features (registering the starter on
-    first use), or the reference mel when there is no model at all."""
+def _batch_model(
+    session: Session, settings: Settings
+) -> tuple[dict[str, dict[str, Any]], int | None]:
+    """What a batch computes: the promoted model's features, and the model to label with
+    (the starter, registered on first use); the reference mel when there is no model."""
     from db.registry import ensure_starter
     from worker.features.mel import FeatureParams  # light dataclass modules: no torch
     from worker.features.sets import model_feature_sets
 
     model = ensure_starter(session, settings)
     sets = model_feature_sets(model.feature_params) if model is not None else [FeatureParams()]
-    return {s.version: s.to_dict() for s in sets}
+    return {s.version: s.to_dict() for s in sets}, None if model is None else model.id
 
 
 def warn(message: str) -> None:
@@ -131,52 +139,55 @@ def warn(message: str) -> None:
 def _enqueue_only(
     settings: Settings, plan: IngestPlan, chunks: list[list[int]], *, as_json: bool
 ) -> None:
-    """--no-wait: the batch is committed; send its chunks and say how to follow it."""
+    """--no-wait: the batch is committed; send its chunks (and the labelling of tracks
+    featurized before) and say how to follow it. The workers do the rest."""
+    from scheduler import pipeline
     from scheduler.runner import enqueue_featurize
 
     sent = enqueue_featurize(settings, plan.batch_id, chunks) if chunks else 0
+    with session_scope(settings) as session:
+        ready = pipeline.label_calls(session, plan.batch_id)
+    pipeline.send(settings, ready)
     if as_json:
-        emit_json({"batch_id": plan.batch_id, "queued": len(plan.track_ids), "chunks": sent})
+        emit_json(
+            {
+                "batch_id": plan.batch_id,
+                "queued": len(plan.track_ids),
+                "chunks": sent,
+                "to_label": len(plan.label_only),
+            }
+        )
         return
     click.echo(
         f"Batch #{plan.batch_id}: {len(plan.track_ids)} tracks queued in {sent} chunks "
-        f"({plan.unchanged} unchanged). Follow it with `genrectl jobs show {plan.batch_id}`; "
-        "`genrectl reconcile` labels what it featurized."
+        f"({plan.unchanged} unchanged"
+        + (f", {len(plan.label_only)} of them to label" if plan.label_only else "")
+        + "). The workers featurize and label it; follow it with "
+        f"`genrectl jobs show {plan.batch_id}`."
     )
 
 
-def label_library(settings: Settings, *, quiet: bool, relabel: bool = False) -> dict[str, Any]:
-    """Label featurized tracks with the promoted model (registering the starter on first use)."""
-    from cli.render import count_progress
-    from db.registry import ensure_starter
-    from scheduler.labelling import changed_genres, plan_labelling, run_labelling
+def _labelling(settings: Settings, batch_id: int, previous: dict[int, str]) -> dict[str, Any]:
+    """What the batch's label stage did, for the report."""
+    from db.models import Batch, Model
+    from scheduler.batches import count_jobs
+    from scheduler.labelling import changed_genres
 
     with session_scope(settings) as session:
-        model = ensure_starter(session, settings)
+        batch = session.get(Batch, batch_id)
+        model = session.get(Model, batch.model_id) if batch and batch.model_id else None
         if model is None:
-            return {
-                "model": None,
-                "labelled": 0,
-                "note": "no model is promoted: run `genrectl models list`",
-            }
-        plan = plan_labelling(session, model, relabel=relabel)
-        name = model.name
-    if plan.held_back:
-        path, why = next(iter(sorted(plan.damaged.items())))
-        warn(
-            f"{plan.held_back} tracks not labelled: their features are in {len(plan.damaged)} "
-            f"damaged shard(s), e.g. '{path}' ({why}); `genrectl verify --repair` rebuilds them"
-        )
-    labelled = 0
-    if plan.n_tracks:
-        with count_progress("Labelling", plan.n_tracks, quiet=quiet) as bar:
-            labelled = run_labelling(settings, plan, bar, warn)
-    with session_scope(settings) as session:
-        changed = changed_genres(session, plan)
-    result: dict[str, Any] = {"model": name, "labelled": labelled, "changed_genre": changed}
-    if plan.held_back:  # tracks waiting for `genrectl verify --repair`
-        result["not_labelled_damaged"] = plan.held_back
-    return result
+            return {"model": None, "labelled": 0, "note": NO_MODEL}
+        label = count_jobs(session, batch_id).label
+        return {
+            "model": model.name,
+            "labelled": label.done,
+            "label_failed": label.failed,
+            "changed_genre": changed_genres(session, model.id, previous),
+        }
+
+
+NO_MODEL = "no model is promoted: run `genrectl models list`"
 
 
 def _root(path: Path) -> str:
@@ -193,7 +204,7 @@ def _report(
         rows = session.execute(
             select(Track.path, Job.status, Job.error)
             .join(Job, Job.track_id == Track.id)
-            .where(Job.batch_id == plan.batch_id)
+            .where(Job.batch_id == plan.batch_id, Job.kind == JobKind.FEATURIZE)
         ).all()
     failed = [{"path": p, "reason": e} for p, s, e in rows if s == JobStatus.FAILED]
     return {
@@ -241,13 +252,19 @@ def _print_report(report: dict[str, Any], *, quiet: bool) -> None:
     labelling = report["labelling"]
     if labelling["model"] is None:
         echo(f"Not labelled: {labelling['note']}.")
-    elif labelling["labelled"]:
+    elif labelling["labelled"] or labelling["label_failed"]:
         echo(
             f"Labelled {labelling['labelled']} tracks with model {labelling['model']}"
             + (
                 f" ({labelling['changed_genre']} changed genre)."
                 if labelling["changed_genre"]
                 else "."
+            )
+            + (
+                f" {labelling['label_failed']} could not be labelled: "
+                f"`genrectl jobs show {report['batch_id']}`."
+                if labelling["label_failed"]
+                else ""
             )
         )
     if report["missing"]:

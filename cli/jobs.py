@@ -41,7 +41,18 @@ def jobs_list(obj: Context, status: str | None, limit: int, as_json: bool) -> No
         return
     from cli.render import stdout, table
 
-    columns = ["id", "status", "total", "done", "failed", "queued", "cancelled", "created_at"]
+    columns = [
+        "id",
+        "kind",
+        "status",
+        "total",
+        "done",
+        "failed",
+        "featurizing",
+        "labelling",
+        "cancelled",
+        "created_at",
+    ]
     stdout().print(table(columns, [[r[c] for c in columns] for r in rows], title="batches"))
 
 
@@ -69,17 +80,25 @@ def jobs_show(obj: Context, batch_id: int, as_json: bool) -> None:
 def _print_batch(report: dict[str, Any]) -> None:
     echo = click.echo
     echo(
-        f"Batch #{report['id']} ({report['status']}): {report['done']}/{report['total']} done, "
-        f"{report['failed']} failed, {report['queued']} queued, {report['cancelled']} cancelled"
+        f"Batch #{report['id']} ({report['kind']}, {report['status']}): "
+        f"{report['done']}/{report['total']} done, {report['failed']} failed, "
+        f"{report['featurizing']} featurizing, {report['labelling']} labelling, "
+        f"{report['cancelled']} cancelled"
     )
+    for stage, counts in report["stages"].items():
+        if counts["total"]:
+            echo(
+                f"  {stage:<9}  {counts['done']}/{counts['total']} done, {counts['failed']} "
+                f"failed, {counts['queued']} queued, {counts['cancelled']} cancelled"
+            )
     echo(f"  started {report['created_at']}, finished {report['finished_at'] or '-'}")
     if report["stop_reason"]:
         echo(f"  stopped: {report['stop_reason']}")
     for item in report["failed_items"]:
-        echo(f"  failed  {item['path']}: {item['reason']}")
+        echo(f"  failed  {item['path']} ({item['stage']}): {item['reason']}")
     for item in report["queued_items"]:
-        why = f"; waits: {item['reason']}" if item["reason"] else ""
-        echo(f"  queued  {item['path']} ({item['attempts']} attempts so far{why})")
+        why = f"; waits: {item['reason']}" if item.get("reason") else ""
+        echo(f"  {item['stage']:<11} {item['path']} ({item['attempts']} attempts so far{why})")
 
 
 @jobs.command("retry")
@@ -131,14 +150,22 @@ def _featurize(
     *,
     quiet: bool,
 ) -> dict[str, Any]:
+    from scheduler import pipeline
+    from scheduler.batches import queued_track_ids
     from scheduler.runner import enqueue_featurize, run_featurize
 
-    chunks = list(chunked(track_ids, settings.chunk_size))
+    with session_scope(settings) as session:
+        featurize = queued_track_ids(session, batch_id, track_ids)
+    chunks = list(chunked(featurize, settings.chunk_size))
     if no_wait:
-        return {"chunks": enqueue_featurize(settings, batch_id, chunks)}
+        sent = enqueue_featurize(settings, batch_id, chunks)
+        with session_scope(settings) as session:
+            ready = pipeline.label_calls(session, batch_id)
+        pipeline.send(settings, ready)
+        return {"chunks": sent}
     from cli.render import batch_progress
 
-    with batch_progress("Featurizing", len(track_ids), quiet=obj.quiet or quiet) as bar:
+    with batch_progress(quiet=obj.quiet or quiet) as bar:
         counts = run_featurize(settings, batch_id, chunks, bar, _notify)
     return {"done": counts.done, "failed": counts.failed}
 
@@ -189,29 +216,40 @@ def jobs_cancel(obj: Context, batch_id: int, as_json: bool) -> None:
     "enqueueing).",
 )
 @click.option("--no-label", is_flag=True, help="Do not send missing labels to inference.")
+@click.option(
+    "--everything",
+    is_flag=True,
+    help="Send all unfinished work again, even what a queue or a live worker still holds.",
+)
 @json_option
 @pass_context
-def reconcile(obj: Context, grace: float, no_label: bool, as_json: bool) -> None:
-    """Enqueue again the work the database says is unfinished.
+def reconcile(obj: Context, grace: float, no_label: bool, everything: bool, as_json: bool) -> None:
+    """Send again the work the database says is unfinished and no message covers.
 
-    Recovers messages lost to a Redis restart or flush, or held by a worker that died: every
-    item still queued in a running batch older than --grace is sent again, and every
-    featurized track the promoted model has not labelled goes to inference. Tasks are
-    idempotent, so work that was not lost after all is simply done once.
+    Recovers messages lost to a Redis restart or flush, or held by a worker that died:
+    featurize and label jobs of running batches older than --grace, and training jobs
+    whose worker died (they resume from their last checkpoint). Work still waiting in a
+    queue or running on a live worker is left alone. Every featurized track the promoted
+    model has not labelled goes to inference too. The cluster runs this by itself every
+    GENRECTL_RECONCILE_INTERVAL seconds; the command is for operators.
 
     \b
-    Example:
+    Examples:
       genrectl reconcile --grace 0
+      genrectl reconcile --everything --json
     """
     from scheduler.reconcile import reconcile as run_reconcile
 
     settings = obj.ready_settings()
-    report = run_reconcile(settings, grace_s=grace, label=not no_label).as_dict()
+    report = run_reconcile(
+        settings, grace_s=grace, label=not no_label, everything=everything
+    ).as_dict()
     if as_json:
         emit_json(report)
         return
     click.echo(
-        f"Reconciled: {report['requeued_items']} items of {len(report['requeued'])} batches "
-        f"enqueued again in {report['chunks']} chunks; {len(report['closed'])} finished "
-        f"batches closed; {report['labelling']} tracks sent to labelling."
+        f"Reconciled: {report['requeued_items']} featurize items of {len(report['requeued'])} "
+        f"batches enqueued again in {report['chunks']} chunks, {report['label_items']} label "
+        f"items, {len(report['training'])} training jobs; {len(report['closed'])} finished "
+        f"batches closed; {report['labelling']} tracks outside batches sent to labelling."
     )

@@ -95,6 +95,32 @@ def label(obj: Context, track: str, genre: str | None, clear: bool, as_json: boo
     _echo_changes(changes)
 
 
+def relabel_library(
+    settings: Settings, *, quiet: bool, relabel: bool = False, wait: bool = True
+) -> dict[str, Any]:
+    """Label the library with the promoted model (every track with ``relabel``, else the
+    ones it has not labelled) in a labelling batch: run here in embedded mode, by the gpu
+    workers in distributed mode (followed with a progress bar unless not ``wait``)."""
+    from cli.ingest import warn
+    from cli.render import batch_progress
+    from db.registry import ensure_starter
+    from scheduler.labelling import label_library
+
+    with session_scope(settings) as session:
+        model = ensure_starter(session, settings)
+        model_id = None if model is None else model.id
+    if model_id is None:
+        return {"model": None, "labelled": 0, "note": NO_MODEL}
+    with batch_progress(quiet=quiet or not wait) as bar:
+        done = label_library(
+            settings, model_id, relabel=relabel, wait=wait, on_progress=bar, notify=warn
+        )
+    result: dict[str, Any] = {"model": done.model, "labelled": done.labelled}
+    if done.changed_genre is None:
+        return {**result, "batch_id": done.batch_id, "queued": True}
+    return {**result, "changed_genre": done.changed_genre}
+
+
 @click.command()
 @json_option
 @pass_context
@@ -109,14 +135,12 @@ def relabel(obj: Context, as_json: bool) -> None:
       genrectl relabel
       genrectl relabel --json | jq .changed_genre
     """
-    from cli.ingest import label_library
-
     settings = obj.ready_settings()
     with session_scope(settings) as session:
         before = model_genres(session)
     started = utcnow()
     try:
-        result = label_library(settings, quiet=obj.quiet or as_json, relabel=True)
+        result = relabel_library(settings, quiet=obj.quiet or as_json, relabel=True)
     except KeyboardInterrupt as exc:
         signum = signal_of(exc)
         raise Interrupted(

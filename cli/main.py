@@ -6,6 +6,7 @@ from cli import (
     browse,
     commands,
     experiment,
+    housekeeping,
     ingest,
     jobs,
     labels,
@@ -27,6 +28,7 @@ cli.add_command(tracks.tracks)
 cli.add_command(commands.worker)
 cli.add_command(jobs.jobs)
 cli.add_command(jobs.reconcile)
+cli.add_command(housekeeping.gc)
 cli.add_command(models.models)
 cli.add_command(models.predict)
 cli.add_command(train.train)

@@ -148,23 +148,39 @@ def models_classes(
 @models.command("promote")
 @click.argument("name")
 @click.option("--no-relabel", is_flag=True, help="Do not relabel the library now.")
+@click.option(
+    "--no-wait", is_flag=True, help="Distributed mode: leave the relabelling to the workers."
+)
 @pass_context
-def models_promote(obj: Context, name: str, no_relabel: bool) -> None:
+def models_promote(obj: Context, name: str, no_relabel: bool, no_wait: bool) -> None:
     """Make NAME the model that labels the library, and relabel it.
 
+    In distributed mode the gpu workers relabel (a labelling batch); this command follows
+    it, or returns at once with --no-wait.
+
     \b
-    Example:
+    Examples:
       genrectl models promote my-densenet
+      genrectl models promote my-densenet --no-wait   # then: genrectl jobs show ID
     """
-    from cli.ingest import label_library
+    from cli.labels import relabel_library
 
     settings = obj.ready_settings()
+    if no_wait and settings.embedded:
+        raise click.UsageError("--no-wait needs distributed mode: set GENRECTL_BROKER_URL")
     with session_scope(settings) as session:
         model = find_model(session, name)
         promote(session, model)
     click.echo(f"promoted {name}")
-    if not no_relabel:
-        result = label_library(settings, quiet=obj.quiet)
+    if no_relabel:
+        return
+    result = relabel_library(settings, quiet=obj.quiet, wait=not no_wait)
+    if result.get("queued"):
+        click.echo(
+            f"the workers label {result['labelled']} tracks: batch #{result['batch_id']} "
+            f"(`genrectl jobs show {result['batch_id']}`)"
+        )
+    else:
         click.echo(f"labelled {result['labelled']} tracks; {result['changed_genre']} changed genre")
 
 
@@ -185,7 +201,7 @@ def models_import(obj: Context, file: Path, name: str | None, promote_: bool) ->
     click.echo(f"imported {model.name} ({model.arch}, {len(model.classes)} genres)")
     if promote_:
         obj_ctx = click.get_current_context()
-        obj_ctx.invoke(models_promote, name=model.name, no_relabel=False)
+        obj_ctx.invoke(models_promote, name=model.name, no_relabel=False, no_wait=False)
 
 
 def register_model_file(

@@ -17,7 +17,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from scheduler.batches import BatchCounts
+from scheduler.batches import BatchCounts, StageCounts
 
 
 def stdout() -> Console:
@@ -29,10 +29,11 @@ def stderr() -> Console:
 
 
 @contextmanager
-def batch_progress(description: str, total: int, *, quiet: bool) -> Iterator[Any]:
-    """A progress bar with ETA that takes BatchCounts; silent with -q."""
+def batch_progress(*, quiet: bool) -> Iterator[Any]:
+    """One progress bar with ETA per stage of a batch (featurizing, labelling), each shown
+    once the stage has work; takes BatchCounts. Silent with -q."""
     progress = Progress(
-        TextColumn("[bold]{task.description}"),
+        TextColumn("[bold]{task.description:<11}"),
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("{task.fields[failed]} failed"),
@@ -43,10 +44,19 @@ def batch_progress(description: str, total: int, *, quiet: bool) -> Iterator[Any
         transient=False,
     )
     with progress:
-        task = progress.add_task(description, total=total, failed=0)
+        bars: dict[str, Any] = {}
+
+        def show(name: str, stage: StageCounts) -> None:
+            if stage.total and name not in bars:
+                bars[name] = progress.add_task(name, total=stage.total, failed=0)
+            if name in bars:
+                progress.update(
+                    bars[name], total=stage.total, completed=stage.finished, failed=stage.failed
+                )
 
         def update(counts: BatchCounts) -> None:
-            progress.update(task, completed=counts.finished, failed=counts.failed)
+            show("Featurizing", counts)
+            show("Labelling", counts.label)
 
         yield update
 

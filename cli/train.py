@@ -163,21 +163,28 @@ def _train_embedded(obj: Context, spec: dict[str, Any], *, quiet: bool) -> dict[
 
 
 def _train_distributed(settings: Settings, spec: dict[str, Any], *, wait: bool) -> dict[str, Any]:
-    """Enqueue ``genrectl.train`` by name; with ``wait``, poll until the model is registered
-    (or the task fails)."""
-    from scheduler.celery_app import create_app
-    from scheduler.tasknames import ROUTES, TRAIN
+    """Commit a training job and send ``genrectl.train`` its id; with ``wait``, poll the
+    job until its model is registered (or it fails). The job is the cluster's: a worker
+    that dies is replaced by reconcile, resuming from the last checkpoint."""
+    from db.models import TrainJob, TrainStatus
+    from scheduler.pipeline import TaskCall, send
+    from scheduler.tasknames import TRAIN
+    from scheduler.trainjobs import create_train_job
 
-    result = create_app(settings).send_task(TRAIN, kwargs={"spec": spec}, **ROUTES[TRAIN])
+    with session_scope(settings) as session:
+        job_id = create_train_job(session, spec).id
+    send(settings, [TaskCall(TRAIN, {"job_id": job_id})])
     if not wait:
-        return {"name": spec["name"], "task_id": result.id, "queued": True}
+        return {"name": spec["name"], "train_job": job_id, "queued": True}
     while True:
         with session_scope(settings) as session:
-            model = session.scalar(select(Model).where(Model.name == spec["name"]))
-            if model is not None:
+            job = session.get(TrainJob, job_id)
+            assert job is not None
+            if job.status == TrainStatus.FAILED:
+                raise GenreError(f"training {spec['name']!r} failed on the worker: {job.error}")
+            model = session.get(Model, job.model_id) if job.model_id is not None else None
+            if job.status == TrainStatus.DONE and model is not None:
                 return {"model_id": model.id, "name": model.name, **_row_summary(model)}
-        if result.failed():
-            raise GenreError(f"training {spec['name']!r} failed on the worker: {result.result}")
         time.sleep(POLL_S)
 
 
@@ -342,10 +349,10 @@ def train(obj: Context, as_json: bool, no_wait: bool, **opts: Any) -> None:
             summary = _train_distributed(settings, spec, wait=not no_wait)
     except KeyboardInterrupt as exc:
         raise _stopped(settings, spec, signal_of(exc)) from None
-    if opts["promote"] and not summary.get("queued"):
-        from cli.ingest import label_library
+    if opts["promote"] and settings.embedded:  # a cluster's worker relabels by itself
+        from cli.labels import relabel_library
 
-        summary["labelling"] = label_library(settings, quiet=quiet)
+        summary["labelling"] = relabel_library(settings, quiet=quiet)
     if as_json:
         emit_json(summary)
     else:

@@ -147,7 +147,10 @@ def print_summary(summary: dict[str, Any]) -> None:
 
     echo = click.echo
     if summary.get("queued"):
-        echo(f"queued training of {summary['name']} (task {summary['task_id']})")
+        echo(
+            f"queued training job #{summary['train_job']} for {summary['name']}: follow it "
+            "with `genrectl status`"
+        )
         return
     echo(f"Registered model {summary['name']} ({summary['path']})")
     scores = (summary.get("cross_validation") or {}).get("scores")

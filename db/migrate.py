@@ -63,6 +63,24 @@ def _sqlite_migration_lock(settings: Settings) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def prepare(settings: Settings) -> tuple[bool, str | None]:
+    """Bring the schema to the newest revision, then register and promote the bundled
+    starter model if the registry is empty (unless GENRECTL_STARTER_MODEL=0), so that no
+    worker or command depends on which command ran first. Returns (schema changed, the
+    starter's name if it was registered now)."""
+    from sqlalchemy import select
+
+    from db.engine import session_scope
+    from db.models import Model
+    from db.registry import ensure_starter
+
+    changed = upgrade(settings)
+    with session_scope(settings) as session:
+        empty = session.scalar(select(Model.id).limit(1)) is None
+        model = ensure_starter(session, settings) if empty else None
+        return changed, None if model is None else model.name
+
+
 def upgrade_to(settings: Settings, revision: str) -> None:
     """Bring the schema to ``revision`` (tests start from older ones)."""
     config = _config()

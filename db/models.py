@@ -54,6 +54,20 @@ class BatchStatus(enum.StrEnum):
     INTERRUPTED = "interrupted"
 
 
+class JobKind(enum.StrEnum):
+    """The stages of the pipeline a batch's track goes through, in order."""
+
+    FEATURIZE = "featurize"  # decode, features, shard (cpu queue)
+    LABEL = "label"  # the batch's model labels the track (gpu queue)
+
+
+class TrainStatus(enum.StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
 class Base(DeclarativeBase):
     type_annotation_map: ClassVar[dict[Any, Any]] = {dict: JSON, int: Integer}
 
@@ -97,7 +111,9 @@ class Track(Base):
 
 
 class Batch(Base):
-    """One run of ``genrectl ingest``: its counters are derived from its jobs."""
+    """One run of ``genrectl ingest`` (kind ``ingest``) or a relabelling (kind ``label``):
+    its counters are derived from its jobs. ``model_id`` labels its tracks (the promoted
+    model when it was planned); without one, a batch ends when its tracks are featurized."""
 
     __tablename__ = "batches"
 
@@ -116,6 +132,9 @@ class Batch(Base):
     # later start can tell a dead run from a live one. None in distributed mode.
     owner: Mapped[str | None] = mapped_column(String(255))
     stop_reason: Mapped[str | None] = mapped_column(Text)
+    model_id: Mapped[int | None] = mapped_column(
+        ForeignKey("models.id", ondelete="SET NULL"), index=True
+    )
     created_at: Mapped[created_at]
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
@@ -123,7 +142,8 @@ class Batch(Base):
 
 
 class Job(Base):
-    """One unit of work of a batch (featurize one track). Idempotent: unique per batch+track."""
+    """One stage of one track in a batch (``JobKind``: featurize it, label it). Idempotent:
+    unique per batch, kind and track."""
 
     __tablename__ = "jobs"
     __table_args__ = (UniqueConstraint("batch_id", "kind", "track_id", name="uq_job_batch_track"),)
@@ -264,3 +284,38 @@ class UserLabel(Base):
     track_id: Mapped[int] = mapped_column(ForeignKey("tracks.id", ondelete="CASCADE"), unique=True)
     genre: Mapped[str] = mapped_column(String(64), index=True)
     created_at: Mapped[created_at]
+
+
+class TrainJob(Base):
+    """A training run on the cluster (gpu queue). The worker running it beats its heart
+    into ``heartbeat_at``; a job whose heart stopped is sent again by reconcile and resumes
+    from its last checkpoint. ``progress``: {"run", "epoch", "epochs", "resumed_after"}."""
+
+    __tablename__ = "train_jobs"
+
+    id: Mapped[intpk]
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16), default=TrainStatus.QUEUED, index=True)
+    model_id: Mapped[int | None] = mapped_column(ForeignKey("models.id", ondelete="SET NULL"))
+    error: Mapped[str | None] = mapped_column(Text)
+    worker: Mapped[str | None] = mapped_column(String(255))
+    attempts: Mapped[int] = mapped_column(default=0)
+    progress: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[created_at]
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Lease(Base):
+    """A cluster-wide turn at a periodic job (reconcile, gc): whoever takes the lease runs
+    the job, and nobody else until it expires. ``report`` is what the last run did."""
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(255))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    ran_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    report: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

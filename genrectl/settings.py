@@ -96,6 +96,11 @@ class Settings:
     device: str = "auto"
     unknown_threshold: float = 0.35
     starter_model: bool = True
+    # Housekeeping inside the cluster (scheduler.periodic): seconds between reconciles and
+    # between gc runs (0: off), and how old unfinished work must be before it counts as lost.
+    reconcile_interval_s: int = 30
+    reconcile_grace_s: int = 60
+    gc_interval_s: int = 3600
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @classmethod
@@ -120,6 +125,9 @@ class Settings:
             device=device,
             unknown_threshold=_float(env, "UNKNOWN_THRESHOLD", 0.35, lo=0.0, hi=1.0),
             starter_model=_bool(env, "STARTER_MODEL", True),
+            reconcile_interval_s=_int(env, "RECONCILE_INTERVAL", 30, minimum=0),
+            reconcile_grace_s=_int(env, "RECONCILE_GRACE", 60, minimum=0),
+            gc_interval_s=_int(env, "GC_INTERVAL", 3600, minimum=0),
         )
         return replace(settings, **overrides) if overrides else settings
 

@@ -11,10 +11,21 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import Select, func, select, update
+from sqlalchemy.orm import Session, aliased
 
-from db.models import Batch, BatchStatus, Job, JobStatus, Segment, Track, TrackStatus, utcnow
+from db.models import (
+    Batch,
+    BatchStatus,
+    Job,
+    JobKind,
+    JobStatus,
+    Prediction,
+    Segment,
+    Track,
+    TrackStatus,
+    utcnow,
+)
 from db.upsert import insert_ignore
 from scheduler.scan import FileStat, ScanResult
 
@@ -22,7 +33,8 @@ from scheduler.scan import FileStat, ScanResult
 @dataclass
 class IngestPlan:
     batch_id: int
-    track_ids: list[int]
+    track_ids: list[int]  # to featurize (then label, when the batch has a model)
+    label_only: list[int] = field(default_factory=list)  # featurized, not labelled by the model
     new: int = 0
     changed: int = 0
     features: int = 0  # unchanged files that lack a feature set the batch computes
@@ -41,14 +53,18 @@ def plan_ingest(
     *,
     roots: Sequence[str],
     feature_sets: Mapping[str, dict[str, Any]],
+    model_id: int | None = None,
     retry_failed: bool = False,
     owner: str | None = None,
 ) -> IngestPlan:
     """Insert/refresh track rows for the scanned files, mark vanished ones missing, and
-    commit a batch with one queued job per track that needs featurizing: new and changed
-    files (pending ones included: left by a run that stopped), and unchanged ones that lack
-    one of ``feature_sets`` (feature version → its parameters as a dict: what the promoted
-    model needs). ``owner``: the embedded run's lock (scheduler.liveness)."""
+    commit a batch with one queued featurize job per track that needs featurizing: new and
+    changed files (pending ones included: left by a run that stopped), and unchanged ones
+    that lack one of ``feature_sets`` (feature version → its parameters as a dict: what the
+    promoted model needs). With ``model_id`` (the promoted model, which reads
+    ``feature_sets``) every track featurized gets a label job too, and so does every
+    unchanged track that model has not labelled. ``owner``: the embedded run's lock
+    (scheduler.liveness)."""
     scanned = {f.path: f for f in scan.files}
     insert_ignore(
         session,
@@ -61,12 +77,15 @@ def plan_ingest(
     # statement can bind parameters.
     existing = [t for t in session.scalars(select(Track)) if t.path in scanned]
     held = _held_versions(session)
+    labelled = _labelled_by(session, model_id)
     to_featurize: list[Track] = []
     for track in existing:
         has_all = set(feature_sets) <= held.get(track.id, set())
         verdict = _verdict(track, scanned[track.path], has_all, retry_failed)
         if verdict == "unchanged":
             plan.unchanged += 1
+            if model_id is not None and track.id not in labelled:
+                plan.label_only.append(track.id)
         elif verdict == "failed":
             plan.previously_failed += 1
         else:
@@ -80,20 +99,34 @@ def plan_ingest(
         missing=len(plan.missing),
         feature_sets=list(feature_sets.values()),
         owner=owner,
+        model_id=model_id,
     )
     session.add(batch)
     session.flush()
+    plan.batch_id = batch.id
+    plan.track_ids = [t.id for t in to_featurize]
+    add_jobs(session, batch.id, JobKind.FEATURIZE, plan.track_ids)
+    if model_id is not None:
+        add_jobs(session, batch.id, JobKind.LABEL, plan.track_ids + plan.label_only)
+    if not plan.track_ids and not plan.label_only:
+        batch.status, batch.finished_at = BatchStatus.DONE, utcnow()
+    return plan
+
+
+def add_jobs(session: Session, batch_id: int, kind: JobKind, track_ids: Sequence[int]) -> None:
+    """Queued jobs of one kind for ``track_ids`` (once each, whoever else adds them)."""
     insert_ignore(
         session,
         Job,
-        [{"batch_id": batch.id, "kind": "featurize", "track_id": t.id} for t in to_featurize],
+        [{"batch_id": batch_id, "kind": kind, "track_id": t} for t in track_ids],
         index_elements=["batch_id", "kind", "track_id"],
     )
-    if not to_featurize:
-        batch.status, batch.finished_at = BatchStatus.DONE, utcnow()
-    plan.batch_id = batch.id
-    plan.track_ids = [t.id for t in to_featurize]
-    return plan
+
+
+def _labelled_by(session: Session, model_id: int | None) -> set[int]:
+    if model_id is None:
+        return set()
+    return set(session.scalars(select(Prediction.track_id).where(Prediction.model_id == model_id)))
 
 
 def _held_versions(session: Session) -> dict[int, set[str]]:
@@ -140,28 +173,56 @@ def chunked(items: Sequence[int], size: int) -> Iterator[list[int]]:
 
 
 @dataclass(frozen=True)
-class BatchCounts:
-    total: int
-    done: int
-    failed: int
-    cancelled: int
+class StageCounts:
+    """One stage's jobs of a batch, by status."""
+
+    total: int = 0
+    done: int = 0
+    failed: int = 0
+    cancelled: int = 0
 
     @property
     def finished(self) -> int:
         return self.done + self.failed + self.cancelled
 
     @property
-    def complete(self) -> bool:
+    def queued(self) -> int:
+        return self.total - self.finished
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "total": self.total,
+            "done": self.done,
+            "failed": self.failed,
+            "cancelled": self.cancelled,
+            "queued": self.queued,
+        }
+
+
+@dataclass(frozen=True)
+class BatchCounts(StageCounts):
+    """A batch's featurize stage (the inherited counters, as before labelling joined the
+    pipeline) and its label stage; complete when both have finished."""
+
+    label: StageCounts = field(default_factory=StageCounts)
+
+    @property
+    def featurized(self) -> bool:
         return self.finished >= self.total
 
+    @property
+    def complete(self) -> bool:
+        return self.featurized and self.label.finished >= self.label.total
 
-def count_jobs(session: Session, batch_id: int) -> BatchCounts:
-    rows = dict(
-        session.execute(
-            select(Job.status, func.count()).where(Job.batch_id == batch_id).group_by(Job.status)
-        ).all()
-    )
-    return BatchCounts(
+    def stages(self) -> dict[str, dict[str, int]]:
+        return {
+            JobKind.FEATURIZE.value: StageCounts.as_dict(self),
+            JobKind.LABEL.value: self.label.as_dict(),
+        }
+
+
+def _stage(rows: dict[str, int]) -> StageCounts:
+    return StageCounts(
         total=sum(rows.values()),
         done=rows.get(JobStatus.DONE, 0),
         failed=rows.get(JobStatus.FAILED, 0),
@@ -169,16 +230,52 @@ def count_jobs(session: Session, batch_id: int) -> BatchCounts:
     )
 
 
+def count_jobs(session: Session, batch_id: int) -> BatchCounts:
+    rows: dict[str, dict[str, int]] = {JobKind.FEATURIZE: {}, JobKind.LABEL: {}}
+    for kind, status, n in session.execute(
+        select(Job.kind, Job.status, func.count())
+        .where(Job.batch_id == batch_id)
+        .group_by(Job.kind, Job.status)
+    ):
+        rows.setdefault(kind, {})[status] = n
+    f = _stage(rows[JobKind.FEATURIZE])
+    return BatchCounts(f.total, f.done, f.failed, f.cancelled, label=_stage(rows[JobKind.LABEL]))
+
+
 def queued_track_ids(
     session: Session, batch_id: int, track_ids: Sequence[int] | None = None
 ) -> list[int]:
     """Tracks of the batch whose featurize job is still queued (of ``track_ids``, if given)."""
     query = select(Job.track_id).where(
-        Job.batch_id == batch_id, Job.kind == "featurize", Job.status == JobStatus.QUEUED
+        Job.batch_id == batch_id, Job.kind == JobKind.FEATURIZE, Job.status == JobStatus.QUEUED
     )
     if track_ids is not None:
         query = query.where(Job.track_id.in_(list(track_ids)))
     return sorted(session.scalars(query))
+
+
+def move_jobs(
+    session: Session,
+    batch_id: int,
+    kind: JobKind | None,
+    track_ids: Sequence[int] | Select[Any] | None,
+    *,
+    to: JobStatus,
+    source: JobStatus = JobStatus.QUEUED,
+    error: str | None = None,
+) -> int:
+    """Move the batch's jobs of ``kind`` (None: any) for ``track_ids`` (None: all) from
+    ``source`` to ``to`` with ``error``; returns how many moved."""
+    query = update(Job).where(Job.batch_id == batch_id, Job.status == source)
+    if kind is not None:
+        query = query.where(Job.kind == kind)
+    if track_ids is not None:
+        query = query.where(
+            Job.track_id.in_(track_ids if isinstance(track_ids, Select) else list(track_ids))
+        )
+    finished = None if to == JobStatus.QUEUED else utcnow()
+    result = session.execute(query.values(status=to, error=error, finished_at=finished))
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def fail_queued_jobs(
@@ -188,11 +285,7 @@ def fail_queued_jobs(
     reason = reason.splitlines()[0][:300] if reason else "unknown error"
     ids = queued_track_ids(session, batch_id, track_ids) if track_ids else []
     if ids:
-        session.execute(
-            update(Job)
-            .where(Job.batch_id == batch_id, Job.track_id.in_(ids), Job.status == JobStatus.QUEUED)
-            .values(status=JobStatus.FAILED, error=reason, finished_at=utcnow())
-        )
+        move_jobs(session, batch_id, JobKind.FEATURIZE, ids, to=JobStatus.FAILED, error=reason)
         session.execute(
             update(Track).where(Track.id.in_(ids)).values(status=TrackStatus.FAILED, error=reason)
         )
@@ -208,6 +301,7 @@ def note_queued_jobs(
         update(Job)
         .where(
             Job.batch_id == batch_id,
+            Job.kind == JobKind.FEATURIZE,
             Job.track_id.in_(list(track_ids)),
             Job.status == JobStatus.QUEUED,
         )
@@ -216,7 +310,24 @@ def note_queued_jobs(
 
 
 def refresh_batch(session: Session, batch_id: int) -> BatchCounts:
-    """Recompute a batch's counters from its jobs; close it when every job has finished."""
+    """Recompute a batch's counters from its jobs; close it when every job has finished.
+
+    A track that failed to featurize (or was cancelled) will not be labelled: its label
+    job is cancelled here, the one place every featurize outcome passes through."""
+    featurize = aliased(Job)
+    not_featurized = select(featurize.track_id).where(
+        featurize.batch_id == batch_id,
+        featurize.kind == JobKind.FEATURIZE,
+        featurize.status.in_([JobStatus.FAILED, JobStatus.CANCELLED]),
+    )
+    move_jobs(
+        session,
+        batch_id,
+        JobKind.LABEL,
+        not_featurized,
+        to=JobStatus.CANCELLED,
+        error="not featurized",
+    )
     counts = count_jobs(session, batch_id)
     batch = session.get(Batch, batch_id)
     if batch is None:

@@ -18,7 +18,7 @@ import redis
 
 from genrectl.errors import GenreError
 from genrectl.settings import Settings, mask_url
-from scheduler.tasknames import CPU_QUEUE, FEATURIZE_CHUNK, GPU_QUEUE
+from scheduler.tasknames import CPU_QUEUE, FEATURIZE_CHUNK, GPU_QUEUE, INFER_SHARD, TRAIN
 
 log = logging.getLogger(__name__)
 
@@ -135,20 +135,87 @@ def remove_batch_messages(settings: Settings, batch_id: int) -> int:
     return removed
 
 
+@dataclass
+class HeldWork:
+    """The work that messages still cover: waiting in a queue, or held (running or
+    prefetched) by a live worker. What the database says is unfinished and no message
+    covers is lost, and reconcile sends it again."""
+
+    featurize: set[tuple[int, int]] = field(default_factory=set)  # (batch id, track id)
+    label: set[tuple[int, int]] = field(default_factory=set)  # (model id, track id)
+    train: set[int] = field(default_factory=set)  # training job ids
+
+    def add(self, name: str, kwargs: dict[str, Any]) -> None:
+        tracks = [t for t in kwargs.get("track_ids") or [] if type(t) is int]
+        key = {FEATURIZE_CHUNK: "batch_id", INFER_SHARD: "model_id", TRAIN: "job_id"}.get(name)
+        owner = kwargs.get(key) if key else None
+        if type(owner) is not int:
+            return
+        if name == FEATURIZE_CHUNK:
+            self.featurize.update((owner, t) for t in tracks)
+        elif name == INFER_SHARD:
+            self.label.update((owner, t) for t in tracks)
+        else:
+            self.train.add(owner)
+
+
+def held_work(settings: Settings) -> HeldWork:
+    """What the queues and the live workers hold (raises BrokerUnavailable).
+
+    The queues are read before the workers are asked, so a message a worker takes in
+    between is seen at least once."""
+    from scheduler.celery_app import create_app
+
+    held = HeldWork()
+    try:
+        for queue in QUEUES:
+            for name, _args, kwargs in queued_messages(settings, queue):
+                held.add(name, kwargs)
+        workers = [w.name for w in live_workers(settings)]
+        if not workers:
+            return held
+        with create_app(settings) as app:
+            inspect = app.control.inspect(
+                destination=workers, timeout=PING_TIMEOUT_S, limit=len(workers)
+            )
+            replies = [inspect.active() or {}, inspect.reserved() or {}]
+    except (redis.exceptions.RedisError, OSError) as exc:
+        raise broker_error(settings, exc) from exc
+    for reply in replies:
+        for requests in reply.values():
+            for request in requests:
+                if isinstance(request.get("kwargs"), dict):
+                    held.add(str(request.get("name")), request["kwargs"])
+    return held
+
+
 def cluster_report(settings: Settings) -> dict[str, Any]:
-    """Queue depths and live workers, for ``genrectl status``; never raises on a dead broker."""
+    """Queue depths, live workers (also counted per queue) and warnings, for ``genrectl
+    status``; never raises on a dead broker."""
     report: dict[str, Any] = {
         "broker": mask_url(settings.broker_url),
         "queues": {},
         "in_flight": None,
         "workers": [],
+        "workers_per_queue": {},
+        "warnings": [],
         "error": None,
     }
     try:
         depths = queue_depths(settings)
         report["in_flight"] = depths.pop("in_flight")
         report["queues"] = depths
-        report["workers"] = [{"name": w.name, "queues": w.queues} for w in live_workers(settings)]
+        workers = live_workers(settings)
     except BrokerUnavailable as exc:
         report["error"] = str(exc)
+        return report
+    report["workers"] = [{"name": w.name, "queues": w.queues} for w in workers]
+    per_queue = {q: sum(q in w.queues for w in workers) for q in QUEUES}
+    report["workers_per_queue"] = per_queue
+    for queue, depth in depths.items():
+        if depth and not per_queue.get(queue):
+            report["warnings"].append(
+                f"the {queue!r} queue holds {depth} messages and no live worker consumes it: "
+                f"start one with `genrectl worker --queues {queue}`"
+            )
     return report

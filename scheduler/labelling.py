@@ -1,24 +1,37 @@
-"""Label the library with the promoted model: plan per shard, run locally or on the gpu queue."""
+"""Label the library with a model: which tracks, by shard; a labelling batch run through the
+pipeline (scheduler.pipeline), here in embedded mode or by the cluster's gpu workers."""
 
 from __future__ import annotations
 
 import logging
-import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from db.engine import session_scope
-from db.models import Model, Prediction, Segment, Shard, Track, TrackStatus
-from genrectl.errors import REPAIR_HINT, ShardError
+from db.models import (
+    Batch,
+    BatchStatus,
+    Job,
+    JobKind,
+    JobStatus,
+    Model,
+    Prediction,
+    Segment,
+    Shard,
+    Track,
+    TrackStatus,
+)
 from genrectl.settings import Settings
-from scheduler.tasknames import GPU_QUEUE, INFER_SHARD, resolve
+from scheduler.batches import BatchCounts
+from scheduler.pipeline import TaskCall, label_stage
+from scheduler.tasknames import INFER_SHARD
 
 log = logging.getLogger(__name__)
-LabelProgress = Callable[[int, int], None]  # (tracks labelled, tracks to label)
 
 
 @dataclass(frozen=True)
@@ -34,10 +47,20 @@ class LabelPlan:
     def n_tracks(self) -> int:
         return sum(len(v) for v in self.by_shard.values())
 
+    def calls(self) -> list[TaskCall]:
+        """One infer call per shard."""
+        return [
+            TaskCall(INFER_SHARD, {"shard_id": shard, "model_id": self.model_id, "track_ids": ids})
+            for shard, ids in sorted(self.by_shard.items())
+        ]
 
-def plan_labelling(session: Session, model: Model, *, relabel: bool = False) -> LabelPlan:
-    """Tracks featurized with every feature set the model reads that it has not labelled,
-    by the shard of their first feature set (one infer task per shard)."""
+
+def plan_labelling(
+    session: Session, model: Model, *, relabel: bool = False, outside_batches: bool = False
+) -> LabelPlan:
+    """Tracks featurized with every feature set the model reads that it has not labelled
+    (every one with ``relabel``), by the shard of their first feature set (one infer task
+    per shard). ``outside_batches`` leaves out tracks a running batch is labelling."""
     from worker.features.sets import model_feature_sets  # light: no torch
 
     versions = [s.version for s in model_feature_sets(model.feature_params)]
@@ -60,124 +83,115 @@ def plan_labelling(session: Session, model: Model, *, relabel: bool = False) -> 
     if not relabel:
         labelled = select(Prediction.track_id).where(Prediction.model_id == model.id)
         query = query.where(Segment.track_id.not_in(labelled))
+    if outside_batches:
+        query = query.where(Segment.track_id.not_in(_being_labelled(model.id)))
     # Tracks with rows in a damaged shard wait for `genrectl verify --repair`.
-    in_damaged = (Shard.damaged.is_not(None), Segment.feature_version.in_(versions))
-    damaged = {
-        path: why or ""
-        for path, why in session.execute(
-            select(Shard.path, Shard.damaged).join(Segment).where(*in_damaged).distinct()
-        )
-    }
-    held = set(session.scalars(select(Segment.track_id).join(Shard).where(*in_damaged)))
+    damaged = damaged_shards(session, versions)
+    held = set(session.scalars(damaged_tracks(session, versions)))
     by_shard: dict[int, list[int]] = defaultdict(list)
-    held_back = set()
+    held_back: set[int] = set()
     for shard_id, track_id in session.execute(query):
         if track_id in held:
             held_back.add(track_id)
         else:
             by_shard[shard_id].append(track_id)
-    previous = dict(
-        session.execute(
-            select(Prediction.track_id, Prediction.genre)
-            .join(Model, Model.id == Prediction.model_id)
-            .where(Model.id != model.id)
-            .order_by(Prediction.created_at)
-        ).all()
-    )
+    previous = previous_genres(session, model.id)
     return LabelPlan(model.id, dict(by_shard), previous, damaged, len(held_back))
 
 
-def run_labelling(
-    settings: Settings,
-    plan: LabelPlan,
-    on_progress: LabelProgress,
-    notify: Callable[[str], None] | None = None,
-) -> int:
-    """Label the plan's tracks; returns how many got a label (a track whose rows are in a
-    shard found damaged now is skipped, and ``notify`` is told once per shard)."""
-    total = plan.n_tracks
-    notify = notify or log.warning
-    if settings.embedded:
-        infer = resolve(INFER_SHARD)
-        done = 0
-        told: set[str] = set()
-
-        def damaged(exc: ShardError, tracks: int) -> None:
-            if str(exc.path) not in told:  # one line per shard, however many tasks read it
-                told.add(str(exc.path))
-                notify(f"skipped {exc} ({tracks} tracks not labelled); {REPAIR_HINT}")
-
-        for shard_id, track_ids in sorted(plan.by_shard.items()):
-            done += infer(
-                settings,
-                shard_id=shard_id,
-                model_id=plan.model_id,
-                track_ids=track_ids,
-                on_damaged=damaged,
-            )
-            on_progress(done, total)
-        return done
-    enqueue_labelling(settings, plan)
-    _wait_for_labels(settings, plan, on_progress, notify)
-    return total
+def damaged_shards(session: Session, versions: list[str]) -> dict[str, str]:
+    """Damaged shards of these feature versions: path -> why."""
+    return {
+        path: why or ""
+        for path, why in session.execute(
+            select(Shard.path, Shard.damaged)
+            .join(Segment)
+            .where(Shard.damaged.is_not(None), Segment.feature_version.in_(versions))
+            .distinct()
+        )
+    }
 
 
-def enqueue_labelling(settings: Settings, plan: LabelPlan) -> int:
-    """One infer task per shard on the gpu queue; returns how many were sent."""
-    from scheduler.runner import send_tasks
-
-    return send_tasks(
-        settings,
-        INFER_SHARD,
-        [
-            {"shard_id": shard_id, "model_id": plan.model_id, "track_ids": track_ids}
-            for shard_id, track_ids in sorted(plan.by_shard.items())
-        ],
+def damaged_tracks(session: Session, versions: list[str]) -> Select[Any]:
+    """Tracks with rows of these feature versions in a damaged shard."""
+    return (
+        select(Segment.track_id)
+        .join(Shard)
+        .where(Shard.damaged.is_not(None), Segment.feature_version.in_(versions))
     )
 
 
-def _wait_for_labels(
-    settings: Settings, plan: LabelPlan, on_progress: LabelProgress, notify: Callable[[str], None]
-) -> None:
-    from scheduler.follow import DatabasePoll, WorkerWatch
-
-    wanted = [t for ids in plan.by_shard.values() for t in ids]
-    watch = WorkerWatch(settings, GPU_QUEUE, notify, hint="Ctrl-C is safe: `genrectl reconcile`.")
-    database = DatabasePoll(notify)
-    while True:
-        done = database.read(lambda: _labelled(settings, plan.model_id, wanted))
-        if done is not None:
-            on_progress(done, plan.n_tracks)
-            if done >= plan.n_tracks:
-                return
-            watch.observe(done)
-        time.sleep(0.5)
+def _being_labelled(model_id: int) -> Select[Any]:
+    running = select(Batch.id).where(
+        Batch.model_id == model_id, Batch.status == BatchStatus.RUNNING
+    )
+    return select(Job.track_id).where(
+        Job.kind == JobKind.LABEL, Job.status == JobStatus.QUEUED, Job.batch_id.in_(running)
+    )
 
 
-def _labelled(settings: Settings, model_id: int, track_ids: list[int]) -> int:
-    """Tracks labelled, or skipped by a worker because a shard of theirs is damaged."""
-    with session_scope(settings) as session:
-        labelled = select(Prediction.track_id).where(
-            Prediction.model_id == model_id, Prediction.track_id.in_(track_ids)
-        )
-        skipped = (
-            select(Segment.track_id)
-            .join(Shard)
-            .where(Shard.damaged.is_not(None), Segment.track_id.in_(track_ids))
-        )
-        count = session.scalar(select(func.count()).select_from(labelled.union(skipped).subquery()))
-    return count or 0
-
-
-def changed_genres(session: Session, plan: LabelPlan) -> int:
-    """How many tracks the plan's model labels differently from their earlier label."""
-    now = dict(
+def previous_genres(session: Session, model_id: int) -> dict[int, str]:
+    """Each track's latest genre from another model than ``model_id``."""
+    return dict(
         session.execute(
-            select(Prediction.track_id, Prediction.genre).where(
-                Prediction.model_id == plan.model_id
-            )
+            select(Prediction.track_id, Prediction.genre)
+            .where(Prediction.model_id != model_id)
+            .order_by(Prediction.created_at)
         ).all()
     )
-    return sum(
-        1 for tid, genre in now.items() if tid in plan.previous and plan.previous[tid] != genre
+
+
+def run_labelling(settings: Settings, plan: LabelPlan) -> None:
+    """Label the plan's tracks in this process (embedded mode), shard by shard."""
+    for call in plan.calls():
+        label_stage(settings, **call.kwargs)
+
+
+@dataclass(frozen=True)
+class Relabelling:
+    batch_id: int
+    model: str
+    labelled: int
+    changed_genre: int | None  # None while the cluster is still labelling (no wait)
+
+
+def label_library(
+    settings: Settings,
+    model_id: int,
+    *,
+    relabel: bool = False,
+    wait: bool = True,
+    on_progress: Callable[[BatchCounts], None] = lambda _: None,
+    notify: Callable[[str], None] | None = None,
+) -> Relabelling:
+    """A labelling batch for the model: every featurized track it has not labelled (all of
+    them with ``relabel``). Embedded mode runs it here; distributed mode sends it to the gpu
+    workers and, with ``wait``, follows it to the end."""
+    from scheduler.pipeline import label_calls, send, start_labelling
+    from scheduler.runner import run_featurize
+
+    with session_scope(settings) as session:
+        model = session.get(Model, model_id)
+        assert model is not None, model_id
+        name = model.name
+        previous = previous_genres(session, model_id)
+        batch_id = start_labelling(session, model, relabel=relabel)
+    if wait or settings.embedded:
+        counts = run_featurize(settings, batch_id, [], on_progress, notify)
+        with session_scope(settings) as session:
+            changed = changed_genres(session, model_id, previous)
+        return Relabelling(batch_id, name, counts.label.done, changed)
+    with session_scope(settings) as session:
+        calls = label_calls(session, batch_id)
+    send(settings, calls)
+    return Relabelling(batch_id, name, sum(len(c.kwargs["track_ids"]) for c in calls), None)
+
+
+def changed_genres(session: Session, model_id: int, previous: dict[int, str]) -> int:
+    """How many tracks ``model_id`` labels differently from their earlier label."""
+    now = dict(
+        session.execute(
+            select(Prediction.track_id, Prediction.genre).where(Prediction.model_id == model_id)
+        ).all()
     )
+    return sum(1 for tid, genre in now.items() if tid in previous and previous[tid] != genre)

@@ -29,7 +29,6 @@ from typing import Any
 from genrectl.errors import EnvironmentFault
 from genrectl.faults import as_fault
 from genrectl.settings import Settings
-from scheduler.tasknames import resolve
 
 log = logging.getLogger(__name__)
 # After the parent died: how long the chunk in hand gets to roll back before the process
@@ -101,7 +100,9 @@ def call_task(name: str, settings: Settings, kwargs: dict[str, Any]) -> Any:
         raise KeyboardInterrupt  # asked to stop: start nothing new
     _idle.clear()
     try:
-        return resolve(name)(settings, **kwargs)
+        from scheduler.pipeline import TaskCall, run_here
+
+        return run_here(settings, TaskCall(name, kwargs))  # and what follows it: labelling
     except EnvironmentFault:
         raise
     except Exception as exc:

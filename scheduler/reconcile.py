@@ -1,18 +1,24 @@
-"""``genrectl reconcile``: re-derive lost work from the database and enqueue it again.
+"""``genrectl reconcile``: re-derive lost work from the database and send it again.
 
-The rule is deliberately simple, and correct because every task is idempotent:
+The database says what is unfinished; the broker says what its messages still cover. Lost
+work is the difference, of every kind:
 
-- every job still queued in a running batch created more than ``grace_s`` ago is enqueued
-  again, whether or not a message for it still sits somewhere (in a queue, in a dead
-  worker's unacked set). A duplicate delivery finds the job no longer queued and does
-  nothing: featurize_chunk checks each job under a row lock before recording it;
-- every featurized track that the promoted model has not labelled is sent to inference
-  again; infer_shard replaces the same prediction rows (unique per track and model);
+- featurize jobs still queued in a running batch older than ``grace_s``;
+- label jobs ready to run (their track featurized) in a running batch;
+- training jobs queued for longer than ``grace_s``, or running with a stopped heartbeat
+  (their worker died): the worker that takes one over resumes from its last checkpoint;
 - a running batch whose jobs have all finished is closed.
+
+Work a message still covers (waiting in a queue, or running or prefetched on a live worker)
+is left alone, so reconcile can run every few seconds (the cluster runs it by itself:
+scheduler.periodic) without piling up duplicates. ``everything=True`` sends all unfinished
+work regardless, the blunt rule for an operator who distrusts the broker; a duplicate of
+work that was not lost finds it done and does nothing (every task is idempotent).
 
 The grace period keeps reconcile from duplicating the messages of an ingest that is still
 enqueueing its batch. Messages lost to a Redis restart, a flushed Redis or a worker killed
-with its message unacknowledged are all recovered the same way.
+with its message unacknowledged are all recovered the same way. With ``label``, tracks the
+promoted model has not labelled and no batch is labelling are sent to inference as well.
 """
 
 from __future__ import annotations
@@ -26,9 +32,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from db.engine import session_scope
-from db.models import Batch, BatchStatus, utcnow
+from db.models import Batch, BatchStatus, Job, JobKind, JobStatus, utcnow
 from genrectl.settings import Settings
 from scheduler.batches import BatchCounts, chunked, queued_track_ids, refresh_batch
+from scheduler.pipeline import TaskCall, label_calls, send
+from scheduler.tasknames import FEATURIZE_CHUNK, TRAIN
 
 DEFAULT_GRACE_S = 120.0
 
@@ -38,8 +46,14 @@ class ReconcileReport:
     closed: list[int] = field(default_factory=list)  # batches found finished, now closed
     requeued: dict[int, int] = field(default_factory=dict)  # batch id -> items enqueued again
     chunks: int = 0
+    labels: dict[int, int] = field(default_factory=dict)  # batch id -> label jobs sent again
+    training: list[int] = field(default_factory=list)  # training jobs sent again
     model: str | None = None
-    labelling: int = 0  # tracks sent to inference
+    labelling: int = 0  # tracks outside any batch sent to inference
+
+    @property
+    def sent(self) -> int:
+        return sum(self.requeued.values()) + sum(self.labels.values()) + len(self.training)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -47,13 +61,26 @@ class ReconcileReport:
             "requeued": {str(k): v for k, v in self.requeued.items()},
             "requeued_items": sum(self.requeued.values()),
             "chunks": self.chunks,
+            "labels": {str(k): v for k, v in self.labels.items()},
+            "label_items": sum(self.labels.values()),
+            "training": self.training,
             "model": self.model,
             "labelling": self.labelling,
         }
 
 
-def find_lost_work(session: Session, *, grace_s: float) -> tuple[list[int], dict[int, list[int]]]:
-    """(batches closed now, {batch id: its still-queued track ids}) for running batches."""
+@dataclass
+class LostWork:
+    featurize: dict[int, list[int]] = field(default_factory=dict)  # batch -> track ids
+    label: dict[int, list[int]] = field(default_factory=dict)  # batch -> track ids
+    training: list[int] = field(default_factory=list)
+
+
+def find_lost_work(session: Session, *, grace_s: float) -> tuple[list[int], LostWork]:
+    """(batches closed now, the unfinished work of running batches older than ``grace_s``
+    and of training jobs), before looking at what the broker holds."""
+    from scheduler.trainjobs import lost_train_jobs
+
     # A batch with an owner is being run by that live process (a dead owner's batch was
     # marked interrupted at this command's start): not lost.
     running = (
@@ -63,9 +90,22 @@ def find_lost_work(session: Session, *, grace_s: float) -> tuple[list[int], dict
     )
     closed = [b for b in list(session.scalars(running)) if refresh_batch(session, b).complete]
     cutoff = utcnow() - timedelta(seconds=grace_s)
-    old = list(session.scalars(running.where(Batch.created_at <= cutoff)))
-    lost = {batch_id: queued_track_ids(session, batch_id) for batch_id in old}
-    return closed, {k: v for k, v in lost.items() if v}
+    lost = LostWork(training=lost_train_jobs(session, grace_s=grace_s))
+    for batch_id in session.scalars(running.where(Batch.created_at <= cutoff)):
+        featurize = queued_track_ids(session, batch_id)
+        if featurize:
+            lost.featurize[batch_id] = featurize
+        label = _queued_labels(session, batch_id)
+        if label:
+            lost.label[batch_id] = label
+    return closed, lost
+
+
+def _queued_labels(session: Session, batch_id: int) -> list[int]:
+    query = select(Job.track_id).where(
+        Job.batch_id == batch_id, Job.kind == JobKind.LABEL, Job.status == JobStatus.QUEUED
+    )
+    return sorted(session.scalars(query))
 
 
 def reconcile(
@@ -73,41 +113,93 @@ def reconcile(
     *,
     grace_s: float = DEFAULT_GRACE_S,
     label: bool = True,
+    everything: bool = False,
     on_progress: Callable[[BatchCounts], None] | None = None,
 ) -> ReconcileReport:
-    """Enqueue the lost work (distributed mode) or run it here (embedded mode)."""
-    from scheduler.runner import enqueue_featurize, run_featurize
-
+    """Send the lost work again (distributed mode) or run it here (embedded mode)."""
     report = ReconcileReport()
     with session_scope(settings) as session:
         report.closed, lost = find_lost_work(session, grace_s=grace_s)
-    for batch_id, track_ids in lost.items():
-        chunks = list(chunked(track_ids, settings.chunk_size))
-        if settings.embedded:
-            run_featurize(settings, batch_id, chunks, on_progress or (lambda _: None))
-        else:
-            enqueue_featurize(settings, batch_id, chunks)
-        report.requeued[batch_id] = len(track_ids)
-        report.chunks += len(chunks)
+    if settings.embedded:
+        _run_here(settings, lost, report, on_progress or (lambda _: None))
+    else:
+        _send_lost(settings, lost, report, everything=everything)
     if label:
-        report.model, report.labelling = _relabel(settings)
+        report.model, report.labelling = _label_the_rest(settings, everything=everything)
     return report
 
 
-def _relabel(settings: Settings) -> tuple[str | None, int]:
-    """Send the promoted model's missing labels to inference (or compute them here)."""
+def _run_here(
+    settings: Settings,
+    lost: LostWork,
+    report: ReconcileReport,
+    on_progress: Callable[[BatchCounts], None],
+) -> None:
+    """Embedded mode: nothing is in flight, so all unfinished work is run here."""
+    from scheduler.runner import run_featurize
+
+    for batch_id in sorted(set(lost.featurize) | set(lost.label)):
+        track_ids = lost.featurize.get(batch_id, [])
+        chunks = list(chunked(track_ids, settings.chunk_size))
+        run_featurize(settings, batch_id, chunks, on_progress)  # then labels the batch
+        if track_ids:
+            report.requeued[batch_id], report.chunks = len(track_ids), report.chunks + len(chunks)
+        if batch_id in lost.label:
+            report.labels[batch_id] = len(lost.label[batch_id])
+
+
+def _send_lost(
+    settings: Settings, lost: LostWork, report: ReconcileReport, *, everything: bool
+) -> None:
+    from scheduler.cluster import HeldWork, held_work
+
+    held = HeldWork() if everything else held_work(settings)
+    calls: list[TaskCall] = []
+    with session_scope(settings) as session:  # a second look: some finished meanwhile
+        for batch_id, track_ids in lost.featurize.items():
+            free = [t for t in track_ids if (batch_id, t) not in held.featurize]
+            free = queued_track_ids(session, batch_id, free) if free else []
+            chunks = list(chunked(free, settings.chunk_size))
+            calls += [
+                TaskCall(FEATURIZE_CHUNK, {"batch_id": batch_id, "track_ids": c}) for c in chunks
+            ]
+            if free:
+                report.requeued[batch_id], report.chunks = len(free), report.chunks + len(chunks)
+        for batch_id, track_ids in lost.label.items():
+            batch = session.get(Batch, batch_id)
+            model_id = batch.model_id if batch is not None else None
+            free = [t for t in track_ids if (model_id, t) not in held.label]
+            ready = label_calls(session, batch_id, free) if free else []
+            calls += ready
+            if ready:
+                report.labels[batch_id] = sum(len(c.kwargs["track_ids"]) for c in ready)
+        report.training = [j for j in lost.training if j not in held.train]
+        calls += [TaskCall(TRAIN, {"job_id": j}) for j in report.training]
+    send(settings, calls)
+
+
+def _label_the_rest(settings: Settings, *, everything: bool) -> tuple[str | None, int]:
+    """Send the promoted model's missing labels that no batch is seeing to (or compute
+    them here, embedded)."""
     from db.registry import promoted_model
-    from scheduler.labelling import enqueue_labelling, plan_labelling, run_labelling
+    from scheduler.labelling import plan_labelling, run_labelling
 
     with session_scope(settings) as session:
         model = promoted_model(session)
         if model is None:
             return None, 0
-        plan = plan_labelling(session, model)
+        plan = plan_labelling(session, model, outside_batches=True)
         name = model.name
-    if plan.n_tracks:
-        if settings.embedded:
-            run_labelling(settings, plan, lambda _done, _total: None)
-        else:
-            enqueue_labelling(settings, plan)
-    return name, plan.n_tracks
+    if settings.embedded:
+        run_labelling(settings, plan)
+        return name, plan.n_tracks
+    from scheduler.cluster import HeldWork, held_work
+
+    held = HeldWork() if everything else held_work(settings)
+    calls = [
+        TaskCall(c.name, {**c.kwargs, "track_ids": free})
+        for c in plan.calls()
+        if (free := [t for t in c.kwargs["track_ids"] if (plan.model_id, t) not in held.label])
+    ]
+    send(settings, calls)
+    return name, sum(len(c.kwargs["track_ids"]) for c in calls)

@@ -23,7 +23,7 @@ from scheduler.batches import (
     refresh_batch,
 )
 from scheduler.pool import call_task, init_process, stop_workers
-from scheduler.tasknames import CPU_QUEUE, FEATURIZE_CHUNK, ROUTES
+from scheduler.tasknames import CPU_QUEUE, FEATURIZE_CHUNK, GPU_QUEUE, ROUTES
 
 log = logging.getLogger(__name__)
 Progress = Callable[[BatchCounts], None]
@@ -38,11 +38,19 @@ def run_featurize(
     on_progress: Progress,
     notify: Notify | None = None,
 ) -> BatchCounts:
-    """Featurize every chunk of the batch and return the final counts."""
+    """Run the batch's pipeline (featurize ``chunks``, label what the batch's model should
+    label) and return the final counts. Distributed mode only enqueues the chunks and the
+    labelling ready now, then follows the batch: the workers send the rest."""
+    from scheduler import pipeline
+
     if settings.embedded:
         _run_embedded(settings, batch_id, list(chunks), on_progress)
+        pipeline.finish_here(settings, batch_id, on_progress)
     else:
         enqueue_featurize(settings, batch_id, chunks)
+        with session_scope(settings) as session:
+            ready = pipeline.label_calls(session, batch_id)
+        pipeline.send(settings, ready)
         wait_for_batch(settings, batch_id, on_progress, notify)
     with session_scope(settings) as session:
         return refresh_batch(session, batch_id)
@@ -92,14 +100,16 @@ def wait_for_batch(
 ) -> BatchCounts:
     """Follow a batch in the database until every job has finished.
 
-    Says so (through ``notify``) when nothing moves and no live worker consumes the cpu
-    queue, and rides out a database outage instead of dying on it.
+    Says so (through ``notify``) when nothing moves and no live worker consumes the queue
+    of the stage that waits (cpu, then gpu), and rides out a database outage instead of
+    dying on it.
     """
     from scheduler.follow import DatabasePoll, WorkerWatch
 
     notify = notify or log.warning
     hint = f"Batch #{batch_id} is saved: Ctrl-C is safe; `genrectl jobs show {batch_id}`."
-    watch = WorkerWatch(settings, CPU_QUEUE, notify, hint=hint)
+    featurizing = WorkerWatch(settings, CPU_QUEUE, notify, hint=hint)
+    labelling = WorkerWatch(settings, GPU_QUEUE, notify, hint=hint)
     database = DatabasePoll(notify)
     told: str | None = None
     while True:
@@ -108,7 +118,10 @@ def wait_for_batch(
             on_progress(counts)
             if counts.complete:
                 return counts
-            watch.observe(counts.finished)
+            if counts.featurized:
+                labelling.observe(counts.label.finished)
+            else:
+                featurizing.observe(counts.finished)
             reason = database.read(lambda: _waiting_because(settings, batch_id))
             if reason and reason != told:  # a fault the workers met and retry (worker.tasks)
                 told = reason

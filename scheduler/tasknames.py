@@ -20,7 +20,7 @@ GPU_QUEUE = "gpu"
 FUNCTIONS: dict[str, str] = {
     FEATURIZE_CHUNK: "worker.features.featurize:featurize_chunk",
     INFER_SHARD: "worker.inference.label:infer_shard",
-    TRAIN: "worker.training.job:train_job",
+    TRAIN: "worker.training.cluster:run_train_job",
 }
 
 ROUTES: dict[str, dict[str, str]] = {

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
@@ -120,16 +121,23 @@ def run_worker(
     loglevel: str,
     env: Mapping[str, str],
 ) -> None:
-    """Run a worker in this process until it is stopped (SIGTERM: finish the running task)."""
+    """Run a worker in this process until it is stopped (SIGTERM: finish the running task).
+
+    Its main process also runs the cluster's housekeeping (scheduler.periodic) once the
+    worker is ready, and stops it on shutdown."""
     from celery import signals
 
     from scheduler.celery_app import create_app
+    from scheduler.periodic import Housekeeper
 
     plan = plan_worker(parse_queues(queues), concurrency, env, os.cpu_count() or 1)
     if plan.role == GPU_QUEUE and not plan.gpus:
         log.warning("no GPU is visible: the gpu worker runs on the CPU")
     app = create_app(settings)
     app.conf.worker_hijack_root_logger = True  # a worker logs with timestamps and process names
+    housekeeper = Housekeeper(settings, holder=f"{plan.role}-{os.getpid()}@{socket.gethostname()}")
     signals.worker_init.connect(_check_parent, weak=False)
     signals.worker_process_init.connect(lambda **kw: _in_child(plan, **kw), weak=False)
+    signals.worker_ready.connect(lambda **_: housekeeper.start(), weak=False)
+    signals.worker_shutdown.connect(lambda **_: housekeeper.stop(), weak=False)
     app.worker_main(worker_argv(plan, loglevel=loglevel, pid=os.getpid()))

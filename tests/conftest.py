@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from db.engine import dispose_engines
+from db.migrate import upgrade
+from genrectl.settings import Settings
 from tests.audio_fixtures import make_bad, render
+from tests.services import create_database, drop_database
 
 RenderAudio = Callable[..., Path]
 
@@ -51,3 +55,19 @@ def speech_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     subprocess.run([espeak, "-w", str(path), text], check=True, capture_output=True, timeout=60)
     return path
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.services)])
+def db_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Settings]:
+    """Migrated settings on SQLite and on a fresh PostgreSQL database."""
+    env = {"GENRECTL_HOME": str(tmp_path / "home")}
+    name = None
+    if request.param == "postgresql":
+        name, url = create_database()
+        env["GENRECTL_DATABASE_URL"] = url
+    settings = Settings.from_env(env)
+    upgrade(settings)
+    yield settings
+    dispose_engines()
+    if name:
+        drop_database(name)

@@ -37,6 +37,7 @@ def _id(name: str, value: Any) -> int:
 
 @shared_task(name=FEATURIZE_CHUNK, bind=True, **RETRY_POLICY)
 def featurize_chunk_task(task: Task, batch_id: int, track_ids: list[int]) -> dict[str, Any]:
+    from scheduler.pipeline import after_featurize, send
     from worker.features.featurize import featurize_chunk, featurize_redelivered
 
     batch_id, track_ids = _id("batch_id", batch_id), _ids("track_ids", track_ids)
@@ -47,6 +48,8 @@ def featurize_chunk_task(task: Task, batch_id: int, track_ids: list[int]) -> dic
     featurize = featurize_redelivered if redelivered else featurize_chunk
     try:
         result = featurize(settings, batch_id=batch_id, track_ids=track_ids)
+        # Committed: this worker sends the next stage (lost, reconcile sends it again).
+        send(settings, after_featurize(settings, batch_id=batch_id, track_ids=track_ids))
     except TRANSIENT_ERRORS:
         raise  # retried with backoff; if it never recovers, the jobs stay queued for reconcile
     except Exception as exc:
@@ -91,9 +94,9 @@ def _note_queued(settings: Settings, batch_id: int, track_ids: list[int], reason
 
 @shared_task(name=INFER_SHARD, **RETRY_POLICY)
 def infer_shard_task(shard_id: int, model_id: int, track_ids: list[int] | None = None) -> int:
-    from worker.inference.label import infer_shard
+    from scheduler.pipeline import label_stage
 
-    return infer_shard(
+    return label_stage(
         Settings.from_env(),
         shard_id=_id("shard_id", shard_id),
         model_id=_id("model_id", model_id),
@@ -102,10 +105,15 @@ def infer_shard_task(shard_id: int, model_id: int, track_ids: list[int] | None =
 
 
 @shared_task(name=TRAIN)
-def train_task(spec: dict[str, Any]) -> dict[str, Any]:
+def train_task(job_id: int | None = None, spec: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A training job's id (``spec``: a message from before training jobs had rows)."""
+    if job_id is not None:
+        from worker.training.cluster import run_train_job
+
+        return run_train_job(Settings.from_env(), job_id=_id("job_id", job_id))
     from worker.training.job import TrainSpec, train_job
 
     if not isinstance(spec, dict):
-        raise ValueError(f"spec={spec!r} must be a JSON object")
+        raise Reject(f"spec={spec!r} must be a JSON object", requeue=False)
     TrainSpec.from_dict(spec)  # refuse a malformed spec before anything runs
     return train_job(Settings.from_env(), spec=spec)

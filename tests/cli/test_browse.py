@@ -8,7 +8,7 @@ from sqlalchemy import select
 from db.engine import session_scope
 from db.models import Prediction
 from tests.cli.conftest import Invoke, json_of
-from tests.cli.library import Song, add_featurized, home_settings, seed_library
+from tests.cli.library import Song, add_featurized, add_model, home_settings, seed_library
 
 SONGS = [
     Song("/m/a.flac", "jazz", 0.9, "Zappa", "Peaches", "Hot Rats", genre_tag="Rock"),
@@ -100,7 +100,7 @@ def test_genres_draws_a_bar_chart(genrectl: Invoke, library: dict[str, int]) -> 
 
 
 def test_genres_without_a_model_says_what_to_do(genrectl: Invoke, tmp_path: Path) -> None:
-    home_settings(tmp_path)
+    add_model(home_settings(tmp_path), promoted=False)  # a registry with none promoted
     assert "no model is promoted: run `genrectl models list`" in genrectl("genres").stdout
 
 

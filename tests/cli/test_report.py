@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from tests.cli.conftest import Invoke, json_of
-from tests.cli.library import Song, home_settings, seed_library
+from tests.cli.library import Song, add_model, home_settings, seed_library
 from tests.system_packages import require_program
 
 CHROMIUM = "/usr/bin/chromium"
@@ -58,7 +58,7 @@ def test_report_has_every_section_inline(genrectl: Invoke, tmp_path: Path) -> No
 
 
 def test_report_without_metrics_or_model_says_so(genrectl: Invoke, tmp_path: Path) -> None:
-    home_settings(tmp_path)
+    add_model(home_settings(tmp_path), name="idle", promoted=False)  # none promoted
     _, empty = make_report(genrectl, tmp_path)
     assert "No model is promoted: run `genrectl models list`." in empty
     assert "No track is labelled yet" in empty and "<img" not in empty

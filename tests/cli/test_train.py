@@ -1,12 +1,10 @@
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
-from click.testing import CliRunner
 
 from db.registry import starter_metadata
 from tests.cli.conftest import Invoke, json_of
@@ -204,59 +202,6 @@ def test_reference_table_all_six(genrectl: Invoke, labelled: Path, tmp_path: Pat
     ]
     text = genrectl("experiment", "reference-table", str(labelled), *FAST, "--arch", "cnn").stdout
     assert "65.8%" in text and "reference" in text
-
-
-class _FakeResult:
-    id = "task-1"
-
-    def failed(self) -> bool:
-        return False
-
-
-class _FakeCelery:
-    """Stands in for the broker: checks the message is JSON, then runs it as a gpu worker would."""
-
-    def __init__(self, home: Path, *, run: bool) -> None:
-        self.home, self.run = home, run
-        self.sent: list[tuple[str, dict, str]] = []
-
-    def send_task(self, name: str, *, kwargs: dict, queue: str) -> _FakeResult:
-        from genrectl.settings import Settings
-        from scheduler.tasknames import resolve
-
-        message = json.loads(json.dumps(kwargs))  # only JSON crosses the broker
-        self.sent.append((name, message, queue))
-        if self.run:
-            resolve(name)(Settings.from_env({"GENRECTL_HOME": str(self.home)}), **message)
-        return _FakeResult()
-
-
-@pytest.mark.parametrize("wait", [True, False])
-def test_distributed_mode_enqueues_on_the_gpu_queue(
-    labelled: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, wait: bool
-) -> None:
-    import scheduler.celery_app
-    from cli.main import cli
-    from db.engine import dispose_engines
-
-    home = tmp_path / "home"
-    fake = _FakeCelery(home, run=wait)
-    monkeypatch.setattr(scheduler.celery_app, "create_app", lambda settings: fake)
-    env = {"GENRECTL_HOME": str(home), "GENRECTL_BROKER_URL": "redis://localhost:1/0"}
-    runner = CliRunner(env=env)
-    assert runner.invoke(cli, ["db", "upgrade"]).exit_code == 0
-    args = ["train", str(labelled), *TINY, "--name", "remote", "--json"]
-    result = runner.invoke(cli, args if wait else [*args, "--no-wait"], catch_exceptions=False)
-    dispose_engines()
-    assert result.exit_code == 0, result.output
-    [(name, message, queue)] = fake.sent
-    assert (name, queue) == ("genrectl.train", "gpu")
-    assert message["spec"]["name"] == "remote" and message["spec"]["config"]["epochs"] == 1
-    summary = json.loads(result.stdout)
-    if wait:
-        assert summary["name"] == "remote" and summary["track_accuracy"] is not None
-    else:
-        assert summary == {"name": "remote", "task_id": "task-1", "queued": True}
 
 
 @pytest.mark.slow

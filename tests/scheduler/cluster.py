@@ -212,16 +212,19 @@ def _json(result: Result) -> Any:
 
 
 @contextmanager
-def open_cluster(directory: Path, broker_url: str) -> Iterator[Cluster]:
-    """A cluster on ``broker_url`` with a fresh, migrated database and its files under
-    ``directory``; its workers are stopped and its database dropped on the way out."""
+def open_cluster(
+    directory: Path, broker_url: str, env: dict[str, str] | None = None
+) -> Iterator[Cluster]:
+    """A cluster on ``broker_url`` with a fresh database, migrated (``genrectl db upgrade``)
+    with ``env`` over the defaults below, and its files under ``directory``; its workers
+    are stopped and its database dropped on the way out."""
     from db.engine import dispose_engines
     from tests.services import create_database, drop_database
 
     name, url = create_database()
     logs = directory / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    env = {
+    full = {
         "GENRECTL_HOME": str(directory / "home"),
         "GENRECTL_DATA_DIR": str(directory / "data"),
         "GENRECTL_DATABASE_URL": url,
@@ -230,8 +233,9 @@ def open_cluster(directory: Path, broker_url: str) -> Iterator[Cluster]:
         # No bundled starter model: these tests run no gpu worker to label with it.
         "GENRECTL_STARTER_MODEL": "0",
         "GENRECTL_DEVICE": "cpu",
+        **(env or {}),
     }
-    running = Cluster(env, logs, db_name=name)
+    running = Cluster(full, logs, db_name=name)
     try:
         running.cli("db", "upgrade")
         yield running

@@ -10,7 +10,7 @@ import numpy as np
 from sqlalchemy import select
 
 from db.engine import session_scope
-from db.models import Job, Prediction, Segment, Shard, Track
+from db.models import Batch, Job, Prediction, Segment, Shard, Track
 from genrectl.settings import Settings
 
 GENRES = ["blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae"]
@@ -87,25 +87,54 @@ def assert_same_library(left: dict[str, dict[str, Any]], right: dict[str, dict[s
 
 
 def assert_nothing_lost_or_duplicated(
-    settings: Settings, batch_id: int, n_tracks: int, *, others: tuple[int, ...] = ()
+    settings: Settings,
+    batch_id: int,
+    n_tracks: int,
+    *,
+    others: tuple[int, ...] = (),
+    failed: tuple[str, ...] = (),
 ) -> None:
-    """Every job of the batch (and of ``others``, batches of the same files) finished, every
-    track has whole segments once, every shard is used and passes its checksum."""
-    from worker.features.mel import FeatureParams
+    """Every job of the batch (and of ``others``, batches of the same files) finished well,
+    but for the tracks whose file names are in ``failed`` (featurizing failed, labelling
+    cancelled); every good track has whole rows once per feature set the batch computes;
+    every shard is used and passes its checksum; when the batch has a model, every good
+    track has exactly one prediction of it."""
+    from worker.features.featurize import batch_feature_sets
     from worker.features.shards import open_shard
 
     with session_scope(settings) as session:
-        for batch in (batch_id, *others):
-            jobs = session.execute(select(Job.status).where(Job.batch_id == batch)).scalars()
-            statuses = Counter(jobs)
-            assert set(statuses) == {"done"}, (batch, statuses)
-            assert statuses["done"] == n_tracks or batch in others, (batch, statuses)
+        sets = {s.version: s for s in batch_feature_sets(session, batch_id)}
+        batch = session.get(Batch, batch_id)
+        assert batch is not None and batch.status == "done", batch_id
+        model_id = batch.model_id
         tracks = list(session.scalars(select(Track)))
-        assert len(tracks) == n_tracks and {t.status for t in tracks} == {"ok"}
-        for track in tracks:
-            assert [s.index for s in track.segments] == list(range(len(track.segments)))
-            assert track.segments, track.path
+        assert len(tracks) == n_tracks + len(failed)
+        bad = {t.id for t in tracks if Path(t.path).name in failed}
+        assert {t.status for t in tracks if t.id in bad} <= {"failed"}
+        good = [t for t in tracks if t.id not in bad]
+        assert {t.status for t in good} == {"ok"}
+        for one in (batch_id, *others):
+            jobs = session.execute(
+                select(Job.kind, Job.status, Job.track_id).where(Job.batch_id == one)
+            ).all()
+            outcome = Counter((kind, status) for kind, status, tid in jobs if tid not in bad)
+            assert {status for _kind, status in outcome} == {"done"}, (one, outcome)
+            featurized = outcome[("featurize", "done")]
+            assert featurized == n_tracks or one in others, (one, outcome)
+            for kind, status, tid in jobs:
+                if tid in bad:
+                    assert (kind, status) in (("featurize", "failed"), ("label", "cancelled"))
+        for track in good:
+            for version in sets:
+                rows = [s.index for s in track.segments if s.feature_version == version]
+                assert rows == list(range(len(rows))) and rows, (track.path, version)
         for shard in session.scalars(select(Shard)):
             assert shard.segments, f"shard {shard.path} is referenced by no segment"
-            with open_shard(Path(shard.path), params=FeatureParams(), sha256=shard.sha256) as r:
+            params = sets[shard.feature_version]
+            with open_shard(Path(shard.path), params=params, sha256=shard.sha256) as r:
                 assert r.n_segments == shard.n_segments
+        if model_id is not None:
+            labelled = Counter(
+                session.scalars(select(Prediction.track_id).where(Prediction.model_id == model_id))
+            )
+            assert labelled == Counter(t.id for t in good), "every good track labelled once"

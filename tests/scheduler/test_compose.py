@@ -8,17 +8,18 @@ import os
 import re
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
 
-from tests.scheduler.cluster import REPO, Cluster, RedisServer, Worker, wait_for
+from tests.scheduler.cluster import REPO, Cluster, RedisServer, Worker, free_port, wait_for
 
 yaml = pytest.importorskip("yaml", reason="PyYAML is in the dev extras: pip install -e '.[dev]'")
 
-GENRECTL_SERVICES = ("migrate", "cpu-worker", "gpu-worker", "cli")
+GENRECTL_SERVICES = ("migrate", "cpu-worker", "gpu-worker", "cli", "flower")
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +53,12 @@ def test_compose_describes_the_cluster(compose: dict[str, Any]) -> None:
         assert any(v.startswith("shards:") for v in service["volumes"])  # shared shards
     (device,) = services["gpu-worker"]["deploy"]["resources"]["reservations"]["devices"]
     assert device["driver"] == "nvidia" and device["capabilities"] == ["gpu"]
+    for worker in ("cpu-worker", "gpu-worker"):  # the workers run the periodic job
+        env = services[worker]["environment"]
+        assert int(env["GENRECTL_RECONCILE_INTERVAL"]) > 0 and int(env["GENRECTL_GC_INTERVAL"]) > 0
+    flower = services["flower"]
+    assert flower["entrypoint"] == ["celery"] and flower["profiles"] == ["monitor"]
+    assert all(port.startswith("127.0.0.1:") for port in flower["ports"])  # not on the network
 
 
 def _local_env(service: dict[str, Any], cluster: Cluster, tmp_path: Path) -> dict[str, str]:
@@ -113,6 +120,50 @@ def test_each_service_command_runs_locally(
     assert status.returncode == 0, status.stderr.decode()
     workers = json.loads(status.stdout)["cluster"]["workers"]
     assert sorted(w["queues"] for w in workers) == [["cpu"], ["cpu"], ["gpu"]]
+    wait_for(  # the workers run the periodic job by themselves, the first time at once
+        lambda: (
+            set(json.loads(cluster.cli("status", "--json").stdout)["housekeeping"])
+            == {"reconcile", "gc"}
+        ),
+        timeout=60,
+        what="the periodic reconcile and gc",
+        every=0.5,
+    )
+    assert sorted(_flower_workers(services["flower"], cluster, tmp_path)) == sorted(
+        w["name"] for w in workers
+    )
+
+
+def _flower_workers(service: dict[str, Any], cluster: Cluster, tmp_path: Path) -> list[str]:
+    """Run the flower service's command (entrypoint celery) locally: the workers it sees."""
+    port = free_port()
+    broker = cluster.env["GENRECTL_BROKER_URL"]
+    args = [a.replace("redis://redis:6379/0", broker) for a in service["command"]]
+    args = [f"--port={port}" if a.startswith("--port") else a for a in args]
+    env = {**os.environ, "FLOWER_UNAUTHENTICATED_API": "true"}  # its JSON API, for the test
+    with (cluster.logs / "flower").open("ab") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", *service["entrypoint"], *args, "--address=127.0.0.1"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        url = f"http://127.0.0.1:{port}/api/workers?refresh=1"
+        found = wait_for(lambda: _get_json(url), timeout=60, what="flower's API", every=0.5)
+        return list(found)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def _get_json(url: str) -> Any:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return json.loads(response.read())
+    except OSError:
+        return None
 
 
 def _check_redis_command(service: dict[str, Any], tmp_path: Path) -> None:

@@ -38,7 +38,11 @@ def test_no_wait_returns_the_batch_and_status_shows_the_queue(
     status = json.loads(cluster.cli("status", "--json").stdout)
     assert status["cluster"]["queues"] == {"cpu": 3, "gpu": 0}
     assert status["cluster"]["workers"] == [] and status["cluster"]["error"] is None
-    assert "Workers: none live" in cluster.cli("status").stdout
+    (running,) = status["running_batches"]
+    assert (running["id"], running["stages"]["featurize"]["queued"]) == (batch_id, 5)
+    assert running["stages"]["label"]["total"] == 0  # no model in this cluster
+    text = cluster.cli("status").stdout
+    assert "Workers: none live" in text and f"Running batch #{batch_id} (ingest)" in text
     (listed,) = json.loads(cluster.cli("jobs", "list", "--json").stdout)
     assert (listed["id"], listed["status"], listed["queued"], listed["total"]) == (
         batch_id,
@@ -85,6 +89,9 @@ def test_cancel_takes_queued_work_off_the_queue(cluster: Cluster, tmp_path: Path
     shown = json.loads(cluster.cli("jobs", "show", str(first), "--json").stdout)
     assert (shown["status"], shown["cancelled"], shown["queued"]) == ("cancelled", 4, 0)
     reconciled = json.loads(cluster.cli("reconcile", "--grace", "0", "--json").stdout)
+    assert reconciled["requeued"] == {}  # the other batch's messages are still queued
+    forced = "reconcile", "--grace", "0", "--everything", "--json"
+    reconciled = json.loads(cluster.cli(*forced).stdout)
     assert reconciled["requeued"] == {str(second): 2}  # nothing of the cancelled batch
 
 
@@ -129,3 +136,18 @@ def test_a_dead_broker_at_enqueue_leaves_the_batch_for_reconcile(
     assert "Batch #1 is saved: `genrectl reconcile`" in result.output
     shown = json.loads(cluster.cli("jobs", "show", "1", "--json").stdout)
     assert (shown["status"], shown["queued"]) == ("running", 2)
+
+
+def test_status_warns_when_the_gpu_queue_has_work_and_no_worker(cluster: Cluster) -> None:
+    from scheduler.runner import send_tasks
+    from scheduler.tasknames import INFER_SHARD
+
+    send_tasks(cluster.settings, INFER_SHARD, [{"shard_id": 1, "model_id": 1, "track_ids": [1]}])
+    cluster.start_worker("cpu", name="cpu")
+    status = json.loads(cluster.cli("status", "--json").stdout)["cluster"]
+    assert status["queues"] == {"cpu": 0, "gpu": 1}
+    assert status["workers_per_queue"] == {"cpu": 1, "gpu": 0}
+    (warning,) = status["warnings"]
+    assert "'gpu' queue holds 1 messages" in warning and "genrectl worker --queues gpu" in warning
+    text = cluster.cli("status").stdout
+    assert "gpu 1 waiting (0 workers)" in text and f"warning: {warning}" in text

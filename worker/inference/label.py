@@ -1,7 +1,8 @@
 """Label tracks with a model: batched over a shard's rows, ensembled per track.
 
 The plain function behind the ``genrectl.infer_shard`` task (gpu queue; CPU fallback).
-Idempotent: keyed by track + model, a second run replaces the same rows.
+Idempotent: keyed by track + model, a second run replaces the same rows; the label jobs of
+the tracks it labels are done in the same transaction (scheduler.pipeline).
 
 A track is ``unknown`` for one of two reasons, each recorded: it is not music at all (the
 encoder's own classes say so; models on the reference mel cannot tell), or its genre is
@@ -24,6 +25,7 @@ from db.models import Model, Prediction, Segment, Shard
 from db.upsert import insert_ignore
 from genrectl.errors import REPAIR_HINT, NotFoundError, ShardError
 from genrectl.settings import Settings
+from scheduler.pipeline import finish_label_jobs
 from worker.features.encoder import LEVEL, EncoderParams
 from worker.features.sets import FeatureSet, model_feature_sets
 from worker.features.shards import open_shard
@@ -282,6 +284,7 @@ def _store(settings: Settings, model_id: int, labels: dict[int, Label], threshol
             ],
             index_elements=["track_id", "model_id"],
         )
+        finish_label_jobs(session, model_id, list(labels))
 
 
 def predict_file(path: Path, *, loaded: LoadedModel, settings: Settings) -> Label:
