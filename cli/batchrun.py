@@ -69,6 +69,10 @@ class BatchRun:
             self.deferred = _deferred(self.settings, self.plan.batch_id)
             if self.deferred:  # closed now, while this run's lock still says it is alive
                 self._close(f"{len(self.deferred)} tracks met an internal error")
+        if not _has_model(self.settings, self.plan.batch_id):  # a repair: label what it rebuilt
+            from cli.labels import relabel_library
+
+            relabel_library(self.settings, quiet=self.quiet)
 
     @contextmanager
     def stops(self) -> Iterator[None]:
@@ -141,6 +145,14 @@ class BatchRun:
                 interrupt_batch(session, self.plan.batch_id, reason)
         except Exception:  # the database may be what failed; the next start closes it
             log.info("cannot mark batch #%d interrupted", self.plan.batch_id, exc_info=True)
+
+
+def _has_model(settings: Settings, batch_id: int) -> bool:
+    from db.models import Batch
+
+    with session_scope(settings) as session:
+        batch = session.get(Batch, batch_id)
+        return batch is not None and batch.model_id is not None
 
 
 def _deferred(settings: Settings, batch_id: int) -> list[tuple[str, str]]:

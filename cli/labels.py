@@ -115,10 +115,36 @@ def relabel_library(
         done = label_library(
             settings, model_id, relabel=relabel, wait=wait, on_progress=bar, notify=warn
         )
+    for warning in damaged_warnings(settings, done.batch_id):
+        warn(warning)
     result: dict[str, Any] = {"model": done.model, "labelled": done.labelled}
     if done.changed_genre is None:
         return {**result, "batch_id": done.batch_id, "queued": True}
     return {**result, "changed_genre": done.changed_genre}
+
+
+def damaged_warnings(settings: Settings, batch_id: int) -> list[str]:
+    """One line per damaged shard that kept some of the batch's tracks from a label."""
+    from sqlalchemy import func, select
+
+    from db.models import Job, JobKind, JobStatus, Segment, Shard
+    from genrectl.errors import REPAIR_HINT, ShardError
+
+    failed = select(Job.track_id).where(
+        Job.batch_id == batch_id, Job.kind == JobKind.LABEL, Job.status == JobStatus.FAILED
+    )
+    with session_scope(settings) as session:
+        rows = session.execute(
+            select(Shard.path, Shard.damaged, func.count(Segment.track_id.distinct()))
+            .join(Segment, Segment.shard_id == Shard.id)
+            .where(Shard.damaged.is_not(None), Segment.track_id.in_(failed))
+            .group_by(Shard.path, Shard.damaged)
+            .order_by(Shard.path)
+        ).all()
+    return [
+        f"skipped {ShardError(path, why or 'damaged')} ({n} tracks not labelled); {REPAIR_HINT}"
+        for path, why, n in rows
+    ]
 
 
 @click.command()

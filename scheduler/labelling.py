@@ -41,7 +41,11 @@ class LabelPlan:
     previous: dict[int, str]  # track id -> genre before (for "how many changed")
     # Damaged shards (path -> why) holding rows of tracks left out of the plan, and how many.
     damaged: dict[str, str] = field(default_factory=dict)
-    held_back: int = 0
+    held: tuple[int, ...] = ()
+
+    @property
+    def held_back(self) -> int:
+        return len(self.held)
 
     @property
     def n_tracks(self) -> int:
@@ -96,7 +100,7 @@ def plan_labelling(
         else:
             by_shard[shard_id].append(track_id)
     previous = previous_genres(session, model.id)
-    return LabelPlan(model.id, dict(by_shard), previous, damaged, len(held_back))
+    return LabelPlan(model.id, dict(by_shard), previous, damaged, tuple(sorted(held_back)))
 
 
 def damaged_shards(session: Session, versions: list[str]) -> dict[str, str]:

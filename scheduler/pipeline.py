@@ -272,7 +272,8 @@ def start_labelling(session: Session, model: Model, *, relabel: bool = False) ->
     from scheduler.labelling import plan_labelling
 
     plan = plan_labelling(session, model, relabel=relabel)
-    tracks = sorted(t for ids in plan.by_shard.values() for t in ids)
+    # Tracks held back by a damaged shard get a job too: label_calls fails it, saying why.
+    tracks = sorted({t for ids in plan.by_shard.values() for t in ids} | set(plan.held))
     batch = Batch(kind="label", roots=[], total=0, model_id=model.id, feature_sets=[])
     session.add(batch)
     session.flush()

@@ -19,11 +19,14 @@ from genrectl.settings import Settings
 from tests.scheduler.cluster import write_library
 from tests.services import create_database, drop_database
 
-FAIL_SHARD_INSERTS = """
+# Checked at COMMIT (a deferred constraint trigger): the commit itself fails, after the shard
+# files were written and the rows inserted, as a commit that meets a full disk does.
+FAIL_SHARD_COMMITS = """
 CREATE FUNCTION refuse_shards() RETURNS trigger AS $$
 BEGIN RAISE EXCEPTION 'could not extend file: No space left on device'; END
 $$ LANGUAGE plpgsql;
-CREATE TRIGGER refuse_shards BEFORE INSERT ON shards FOR EACH ROW EXECUTE FUNCTION refuse_shards();
+CREATE CONSTRAINT TRIGGER refuse_shards AFTER INSERT ON shards
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION refuse_shards();
 """
 
 
@@ -89,7 +92,7 @@ def test_gc_removes_the_orphan_of_a_failed_commit_and_nothing_referenced(
     referenced = _referenced(settings)
     assert len(referenced) == 2 and set(referenced) == _files(settings)
     with get_engine(settings).begin() as connection:
-        connection.exec_driver_sql(FAIL_SHARD_INSERTS)  # the commit of every new shard fails
+        connection.exec_driver_sql(FAIL_SHARD_COMMITS)  # the commit of every new shard fails
     write_library(tmp_path / "lost", 2, seconds=7.0, first=10)
     genrectl("ingest", str(tmp_path / "lost"), expect=None)  # however the failure is reported
     with get_engine(settings).begin() as connection:
