@@ -31,6 +31,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.audio_fixtures import song
+from worker.audio.decode import resample as decode_resample
 from worker.features.compute import featurize_file
 from worker.features.encoder import _runtime, mn04_features, msd_fcn_features
 from worker.features.mel import FeatureParams
@@ -117,9 +118,17 @@ def encoder_cost(repeats: int) -> dict[str, float]:
     from worker.models.encoders.mn04 import load_mn04
 
     out = {}
-    audio = torch.from_numpy(song(seconds=30, sample_rate=22050)[:, 0].copy())
+    audio = song(seconds=30, sample_rate=22050)[:, 0].copy()
     for params in (MN04, FCN):
-        encoder, resample = _runtime(params.encoder, params.weights_sha256, params.sample_rate)
+        encoder = _runtime(params.encoder, params.weights_sha256)
+        rate = ENCODERS[params.encoder].sample_rate
+
+        def resample(
+            window: np.ndarray, rate: int = rate, source: int = params.sample_rate
+        ) -> torch.Tensor:
+            row = decode_resample(window[0], rate=source, target_rate=rate)
+            return torch.from_numpy(row)[None]
+
         load = load_mn04 if params.encoder == "mn04" else load_fcn
         port = load(weights_path=ENCODERS[params.encoder].weights_path)  # unfused, as ported
         samples = round(params.window_seconds * params.sample_rate)

@@ -177,8 +177,14 @@ def write_audio(path: Path, audio: np.ndarray, *, sample_rate: int, fmt: Format)
     path.parent.mkdir(parents=True, exist_ok=True)
     if fmt.pyav:
         _write_pyav(path, audio, sample_rate, fmt)
-    else:
-        sf.write(str(path), audio, sample_rate, format=fmt.container, subtype=fmt.subtype)
+        return path
+    # In blocks of a second: libsndfile's Vorbis encoder crashes (SIGSEGV) on one write of
+    # a few minutes of noise.
+    with sf.SoundFile(
+        str(path), "w", sample_rate, audio.shape[1], format=fmt.container, subtype=fmt.subtype
+    ) as out:
+        for start in range(0, len(audio), sample_rate):
+            out.write(audio[start : start + sample_rate])
     return path
 
 

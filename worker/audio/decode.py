@@ -2,11 +2,15 @@
 
 Rules (the README repeats them):
 
-- Decoders: soundfile (libsndfile) for .wav .flac .ogg .opus .mp3 .aiff .au and their aliases;
-  PyAV (ffmpeg) for everything else (.m4a AAC/ALAC, .aac, .wma, ...) and for any file
-  soundfile refuses to open.
-- Mono is the mean of the channels; the rate is converted to ``params.sample_rate`` with
-  ``torchaudio`` (Hann-windowed sinc, the transform cached per rate pair).
+- Decoders: soundfile (libsndfile) for PCM and FLAC (.wav .aiff .au .flac and aliases);
+  PyAV (ffmpeg) for the lossy codecs (MP3, AAC/ALAC in M4A, Vorbis, Opus, WMA...), and
+  each for any file the other refuses to open. ffmpeg's decoders measured as fast as
+  libsndfile's for MP3 and faster for Opus (2.7x) and Vorbis (1.4x) (BENCHMARKS.md,
+  "Decode and resample"). FLAC stays with libsndfile although ffmpeg decodes it 1.6x
+  faster: ffmpeg skips a damaged FLAC frame without a word, libsndfile reports it.
+- Mono is the mean of the channels, taken before resampling; the rate is converted to
+  ``params.sample_rate`` with soxr at its "HQ" setting (what ``librosa.load`` uses, so the
+  reference's features see the same band; 4-9x faster than torchaudio's sinc here).
 - Segments lie on a grid of ``params.segment_seconds`` starting at 0, without overlap. The
   remainder after the last full segment is dropped. A track shorter than one segment but at
   least ``min_seconds`` long becomes one zero-padded segment; a shorter one is unusable.
@@ -14,10 +18,13 @@ Rules (the README repeats them):
   ``round(linspace(0, n - 1, max_segments))`` are used, so the result is deterministic and
   always spans the track from the first segment to the last.
 - A track whose used audio peaks below -60 dBFS is silent, hence unusable.
-- Memory is bounded by ``max_segments``, not by the file's length: only the windows needed
-  are read (soundfile seeks; PyAV streams frame by frame and keeps only the windows in
-  progress). Each window carries a little context on both sides so that resampling and
-  MP3 decoder warm-up make it identical to slicing the fully decoded, resampled track.
+- Memory and time are bounded by ``max_segments``, not by the file's length: only the
+  windows needed are read. soundfile seeks to each; PyAV streams frame by frame, keeping
+  only the windows in progress, and seeks ahead over a gap of more than ``_SEEK_GAP_S``
+  (a window there is then placed by the frames' timestamps, after a pre-roll that lets
+  the decoder's state settle). Each window carries a little context on both sides so that
+  resampling and MP3 decoder warm-up make it identical to slicing the fully decoded,
+  resampled track.
 - A file whose audio ends more than 0.5 s before its header says is truncated.
 - Every failure is a DecodeError (UnusableAudioError for silent or too short audio) whose
   reason is one line under 200 characters.
@@ -26,7 +33,6 @@ Rules (the README repeats them):
 from __future__ import annotations
 
 import contextlib
-import functools
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -36,16 +42,14 @@ from typing import Protocol
 import av
 import numpy as np
 import soundfile
-import torch
-import torchaudio
+import soxr
 
 from genrectl.errors import DecodeError, UnusableAudioError
 from worker.audio.windows import WindowSpec, plan_segments
 from worker.features.mel import FeatureParams
 
 SOUNDFILE_EXTENSIONS = frozenset(
-    {".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".aifc"}
-    | {".au", ".snd"}
+    {".wav", ".wave", ".aiff", ".aif", ".aifc", ".au", ".snd", ".flac"}
 )
 SILENCE_DBFS = -60.0
 TRUNCATION_TOLERANCE_S = 0.5
@@ -55,6 +59,15 @@ _MAX_REASON = 200
 _WARMUP_SAMPLES = 2304
 # Integer PCM scale by sample format (PyAV's names without the planar "p").
 _PCM_SCALE = {"u8": 128.0, "s16": 32768.0, "s32": 2147483648.0, "s64": 2.0**63}
+# PyAV seeks rather than decodes through a gap longer than this between windows: long
+# tracks cost about what a 30 s one does (a 30 s track is never sought in).
+_SEEK_GAP_S = 20.0
+# Decoded and dropped after a seek, before the window's own context: MP3's bit reservoir,
+# AAC and Vorbis overlap-add and Opus's pre-roll (80 ms) all settle well within it.
+_SEEK_PREROLL_S = 0.5
+# Containers without an index, where ffmpeg guesses a seek's position from the bitrate:
+# decoded through instead.
+_NO_SEEK = frozenset({"aac", "ac3", "adts"})
 
 
 @dataclass(frozen=True)
@@ -169,6 +182,15 @@ def _frame_mono(frame: av.AudioFrame) -> np.ndarray:
     return samples.mean(axis=0)
 
 
+def _opus_pre_skip(context: av.AudioCodecContext) -> int:
+    """Samples an Opus stream's length counts but its decoder drops (the OpusHead's
+    pre-skip, at 48 kHz); 0 for any other codec."""
+    head = context.extradata or b""
+    if context.name != "opus" or not head.startswith(b"OpusHead") or len(head) < 12:
+        return 0
+    return int.from_bytes(head[10:12], "little") * context.sample_rate // 48000
+
+
 class _PyAVReader:
     """Decodes frame by frame from the start, keeping only the windows in progress."""
 
@@ -193,6 +215,7 @@ class _PyAVReader:
             frames = round(self._container.duration / av.time_base * rate)
         else:
             frames = self._count_samples()
+        frames -= _opus_pre_skip(context)
         info = AudioInfo(
             sample_rate=rate,
             channels=context.channels,
@@ -212,52 +235,96 @@ class _PyAVReader:
             raise DecodeError(self.path, "no audio stream")
         return container
 
-    def _frames(self) -> Iterator[np.ndarray]:
+    def _frames(self, *, seek_to: int = 0) -> Iterator[tuple[int, np.ndarray]]:
+        """(position, mono samples) of each decoded frame, position in samples from the
+        start: counted from the start of the file, or after seeking to about ``seek_to``
+        placed by the first frame's timestamp."""
         stream = self._container.streams.audio[0]
+        position: int | None = 0
+        rate, base, origin = self.info.sample_rate, stream.time_base or 0, stream.start_time or 0
+        if seek_to > 0:
+            self._container.seek(origin + int(seek_to / rate / base), stream=stream)
+            position = None
         try:
             for frame in self._container.decode(stream):
-                yield _frame_mono(frame)
+                if position is None:
+                    if frame.pts is None:
+                        raise DecodeError(self.path, "no timestamps to seek by")
+                    position = round((frame.pts - origin) * base * rate)
+                chunk = _frame_mono(frame)
+                yield position, chunk
+                position += len(chunk)
         except (av.FFmpegError, ValueError) as exc:
             reason = getattr(exc, "strerror", None) or str(exc)
             raise DecodeError(self.path, _reason(f"decoding failed: {reason}")) from None
 
+    def _seekable(self) -> bool:
+        stream = self._container.streams.audio[0]
+        return stream.time_base is not None and self._container.format.name not in _NO_SEEK
+
     def _count_samples(self) -> int:
         """Length unknown to the container: one decoding pass to count, then start over."""
-        total = sum(len(chunk) for chunk in self._frames())
+        total = sum(len(chunk) for _, chunk in self._frames())
         self._container.close()
         self._container = self._open()
         return total
 
     def windows(self, spans: Sequence[tuple[int, int]]) -> Iterator[np.ndarray]:
-        active: list[tuple[int, int, list[np.ndarray]]] = []
-        pending = list(spans)[::-1]
-        done = 0
-        position = 0
-        for chunk in self._frames():
-            end = position + len(chunk)
-            while pending and pending[-1][0] < end:
-                active.append((*pending.pop(), []))
-            for start, stop, parts in active:
-                lo, hi = max(start, position), min(stop, end)
-                if lo < hi:
-                    parts.append(chunk[lo - position : hi - position])
-            position = end
-            while active and active[0][1] <= position:
-                yield np.concatenate(active.pop(0)[2])
-                done += 1
-            if done == len(spans):
-                return
-        for _, _, parts in active:
-            yield np.concatenate(parts) if parts else np.zeros(0, np.float32)
-        for _ in pending:
-            yield np.zeros(0, np.float32)
+        """Each span's samples, spans in order of their start: a run of spans close together
+        is decoded in one stream; one further than _SEEK_GAP_S into the file is sought."""
+        gap = round(_SEEK_GAP_S * self.info.sample_rate)
+        preroll = round(_SEEK_PREROLL_S * self.info.sample_rate)
+        runs = _runs(spans, gap) if self._seekable() else [list(spans)]
+        for run in runs:
+            start = run[0][0]
+            yield from _collect(self._frames(seek_to=start - preroll if start > gap else 0), run)
 
     def close(self) -> None:
         self._container.close()
 
 
+def _runs(spans: Sequence[tuple[int, int]], gap: int) -> list[list[tuple[int, int]]]:
+    """``spans`` (sorted by start) in runs: a span starting more than ``gap`` samples after
+    the end of the one before starts a new run."""
+    runs: list[list[tuple[int, int]]] = []
+    for span in spans:
+        if runs and span[0] - runs[-1][-1][1] <= gap:
+            runs[-1].append(span)
+        else:
+            runs.append([span])
+    return runs
+
+
+def _collect(
+    frames: Iterator[tuple[int, np.ndarray]], spans: Sequence[tuple[int, int]]
+) -> Iterator[np.ndarray]:
+    """The samples of each span (sorted by start) from positioned frames, keeping only the
+    spans in progress; a span the frames end before comes out short (or empty)."""
+    active: list[tuple[int, int, list[np.ndarray]]] = []
+    pending = list(spans)[::-1]
+    done = 0
+    for position, chunk in frames:
+        end = position + len(chunk)
+        while pending and pending[-1][0] < end:
+            active.append((*pending.pop(), []))
+        for start, stop, parts in active:
+            lo, hi = max(start, position), min(stop, end)
+            if lo < hi:
+                parts.append(chunk[lo - position : hi - position])
+        while active and active[0][1] <= end:
+            yield np.concatenate(active.pop(0)[2])
+            done += 1
+        if done == len(spans):
+            return
+    for _, _, parts in active:
+        yield np.concatenate(parts) if parts else np.zeros(0, np.float32)
+    for _ in pending:
+        yield np.zeros(0, np.float32)
+
+
 def _open(path: Path) -> contextlib.closing[_Reader]:
-    """soundfile first when the extension is one it reads, then PyAV."""
+    """soundfile first for PCM and FLAC, then PyAV, then soundfile for another file
+    ffmpeg refuses."""
     if not path.is_file():
         raise DecodeError(path, "not a file" if path.exists() else "file not found")
     if path.stat().st_size == 0:
@@ -272,6 +339,11 @@ def _open(path: Path) -> contextlib.closing[_Reader]:
         return contextlib.closing(_PyAVReader(path))
     except _RefusedError as exc:
         refusals.append(f"ffmpeg: {exc}")
+    if path.suffix.lower() not in SOUNDFILE_EXTENSIONS:
+        try:
+            return contextlib.closing(_SoundFileReader(path))
+        except _RefusedError as exc:
+            refusals.append(f"libsndfile: {exc}")
     raise DecodeError(path, _reason(f"not a readable audio file ({'; '.join(refusals)})"))
 
 
@@ -282,11 +354,6 @@ def probe(path: Path) -> AudioInfo:
     """
     with _open(path) as reader:
         return reader.info
-
-
-@functools.lru_cache(maxsize=16)
-def _resampler(source_rate: int, target_rate: int) -> torchaudio.transforms.Resample:
-    return torchaudio.transforms.Resample(orig_freq=source_rate, new_freq=target_rate)
 
 
 def _plan_windows(
@@ -329,14 +396,22 @@ def _segment(
         raise DecodeError(path, f"truncated: audio ends at {ends:.1f} s, expected {claims:.1f} s")
     if not np.isfinite(mono).all():
         raise DecodeError(path, "non-finite samples (NaN or infinity)")
-    with torch.inference_mode():
-        resampled = _resampler(rate, target_rate)(torch.from_numpy(mono)).numpy()
+    resampled = resample(mono, rate=rate, target_rate=target_rate)
     segment = np.zeros(window.samples, np.float32)
     piece = resampled[window.trim : window.trim + window.samples]
     if window.repeat and 0 < len(piece) < window.samples:
         return np.resize(piece, window.samples).astype(np.float32, copy=False)
     segment[: len(piece)] = piece
     return segment
+
+
+def resample(audio: np.ndarray, *, rate: int, target_rate: int) -> np.ndarray:
+    """Mono float32 ``audio`` at ``rate`` Hz to ``target_rate`` Hz (soxr "HQ"; sample ``k``
+    of the result is the signal at ``k / target_rate`` s, the filter's delay removed)."""
+    if rate == target_rate:
+        return audio
+    out: np.ndarray = soxr.resample(audio, rate, target_rate, quality="HQ")
+    return out.astype(np.float32, copy=False)
 
 
 def _check_level(path: Path, audio: Sequence[np.ndarray]) -> None:

@@ -33,17 +33,8 @@ from worker.models.encoders import encoder_spec
 
 # Bump when the code computing encoder features changes in a way the parameters miss (not for
 # changes within float32 rounding, such as the fused inference modules: shards hold float16).
-ENCODER_CODE_VERSION = 1
-# The resampler from the decode's rate to the encoder's (librosa's "kaiser_best"): torchaudio's
-# default (Hann, width 6, rolloff 0.99) leaks energy above the source's Nyquist into the
-# encoder's spectrogram, which moved AudioSet probabilities by up to 0.46 on GTZAN tracks;
-# this one matches soxr to 1e-3 in the log-mel.
-KAISER_BEST: dict[str, Any] = {
-    "lowpass_filter_width": 64,
-    "rolloff": 0.9475937167399596,
-    "resampling_method": "sinc_interp_kaiser",
-    "beta": 14.769656459379492,
-}
+# 2: decoding and both resamplings by soxr "HQ" (were torchaudio's sinc, Hann then Kaiser).
+ENCODER_CODE_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -180,23 +171,27 @@ def encoder_outputs(*, audio: np.ndarray, params: EncoderParams) -> dict[str, np
     """
     import torch
 
+    from worker.audio.decode import resample
+
     levels = _levels(audio)
     peak = float(np.abs(audio).max()) if audio.size else 0.0
     if params.peak_dbfs is not None and peak > 0:
         audio = audio * np.float32(10 ** (params.peak_dbfs / 20) / peak)
-    encoder, resample = _runtime(params.encoder, params.weights_sha256, params.sample_rate)
+    encoder = _runtime(params.encoder, params.weights_sha256)
+    rate = encoder_spec(params.encoder).sample_rate
+    # soxr, as the decode: a steep filter matters here, since torchaudio's default sinc
+    # (Hann, width 6) leaked energy above the source's Nyquist into the encoder's
+    # spectrogram and moved AudioSet probabilities by up to 0.46 on GTZAN tracks.
+    windows = np.stack([resample(row, rate=params.sample_rate, target_rate=rate) for row in audio])
     with torch.inference_mode():
-        waveform = resample(torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)))
-        outputs = encoder(waveform)
+        outputs = encoder(torch.from_numpy(windows))
     arrays = {name: getattr(outputs, name).float().numpy() for name in params.outputs}
     return {**arrays, LEVEL: levels}
 
 
 @functools.lru_cache(maxsize=4)
-def _runtime(name: str, sha256: str, sample_rate: int) -> tuple[Any, Any]:
-    """(encoder module, resampler from ``sample_rate`` to the encoder's rate), built once."""
-    import torchaudio
-
+def _runtime(name: str, sha256: str) -> Any:
+    """The encoder module as featurizing runs it (fused for inference), built once."""
     spec = encoder_spec(name)
     if name == "mn04":
         from worker.models.encoders import mn04
@@ -209,7 +204,4 @@ def _runtime(name: str, sha256: str, sample_rate: int) -> tuple[Any, Any]:
         encoder = fcn.fuse_for_inference(
             fcn.load_fcn(weights_path=spec.weights_path, expected_sha256=sha256)
         )
-    resample = torchaudio.transforms.Resample(
-        orig_freq=sample_rate, new_freq=spec.sample_rate, **KAISER_BEST
-    )
-    return encoder, resample
+    return encoder

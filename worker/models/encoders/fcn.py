@@ -101,6 +101,32 @@ class _FusedBlock(nn.Module):
         return torch.relu(self.mp(self.conv(x)))
 
 
+class _TiledFusedBlock(_FusedBlock):
+    """The first block, run over the time axis in tiles of ``TILE`` frames. With one input
+    channel the conv is memory-bound: its 64-channel output for a whole 29 s window is 45 MB
+    and the pool reads it back from RAM; a tile's output stays in cache. Same outputs (tiles
+    start on the pool's grid and carry the conv's one frame of context); measured 27 → 6 ms
+    per window on one core (BENCHMARKS.md, "Encoder cost")."""
+
+    TILE = 512
+
+    def forward(self, x: Tensor) -> Tensor:
+        frames = x.shape[-1]
+        assert self.TILE % self.mp.kernel_size[1] == 0  # type: ignore[index]
+        padded = nn.functional.pad(x, (1, 1, 1, 1))
+        tiles = [
+            torch.relu(
+                self.mp(
+                    nn.functional.conv2d(
+                        padded[..., a : a + self.TILE + 2], self.conv.weight, self.conv.bias
+                    )
+                )
+            )
+            for a in range(0, frames, self.TILE)
+        ]
+        return torch.cat(tiles, dim=-1)
+
+
 class FCN(nn.Module):
     """Fully convolutional tagger (Choi et al.); input 29.1 s at 16 kHz (464,000 samples)."""
 
@@ -139,7 +165,7 @@ def fuse_for_inference(model: FCN) -> FCN:
     for name in ("layer1", "layer2", "layer3", "layer4", "layer5"):
         block = getattr(fused, name)
         assert isinstance(block, _Conv2dBlock)
-        setattr(fused, name, _FusedBlock(block))
+        setattr(fused, name, (_TiledFusedBlock if name == "layer1" else _FusedBlock)(block))
     return fused.to(memory_format=torch.channels_last)
 
 
