@@ -26,7 +26,8 @@ if TYPE_CHECKING:  # torch is imported where it is used: the CLI reads FeaturePa
 
 # Bump when the code computing features changes in a way the parameters do not capture: it is
 # part of ``FeatureParams.version``, so old shards are refused instead of silently mixed in.
-FEATURE_CODE_VERSION = 1
+# 2: the decode resamples with soxr "HQ" (was torchaudio's Hann sinc).
+FEATURE_CODE_VERSION = 2
 
 # librosa.power_to_db's default floor on power, so silence is finite.
 _AMIN = 1e-10
