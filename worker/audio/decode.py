@@ -65,6 +65,8 @@ _SEEK_GAP_S = 20.0
 # Decoded and dropped after a seek, before the window's own context: MP3's bit reservoir,
 # AAC and Vorbis overlap-add and Opus's pre-roll (80 ms) all settle well within it.
 _SEEK_PREROLL_S = 0.5
+# Frames converted to mono together (a few tenths of a second of audio).
+_FRAMES_PER_CHUNK = 32
 # Containers without an index, where ffmpeg guesses a seek's position from the bitrate:
 # decoded through instead.
 _NO_SEEK = frozenset({"aac", "ac3", "adts"})
@@ -169,12 +171,21 @@ class _SoundFileReader:
         self._file.close()
 
 
-def _frame_mono(frame: av.AudioFrame) -> np.ndarray:
-    """A decoded frame as float32 mono samples (full scale 1.0)."""
-    name = frame.format.name[:-1] if frame.format.is_planar else frame.format.name
+def _frame_channels(frame: av.AudioFrame) -> np.ndarray:
+    """A decoded frame's samples as decoded: [channels, samples] of its sample format."""
     data = frame.to_ndarray()
-    if not frame.format.is_planar:
-        data = data.reshape(-1, frame.layout.nb_channels).T
+    if frame.format.is_planar:
+        return data
+    return data.reshape(-1, frame.layout.nb_channels).T
+
+
+def _mono(parts: list[np.ndarray], format_name: str) -> np.ndarray:
+    """Frames of one sample format (``_frame_channels``) as float32 mono samples (full scale
+    1.0); converted together, as per-frame numpy calls cost more than AAC's decoding."""
+    name = format_name.removesuffix("p")
+    data = np.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
+    if name == "flt":
+        return data.mean(axis=0, dtype=np.float32)
     samples = data.astype(np.float32)
     if name == "u8":
         samples -= 128.0
@@ -245,15 +256,24 @@ class _PyAVReader:
         if seek_to > 0:
             self._container.seek(origin + int(seek_to / rate / base), stream=stream)
             position = None
+        parts: list[np.ndarray] = []
+        format_name = ""
         try:
             for frame in self._container.decode(stream):
                 if position is None:
                     if frame.pts is None:
                         raise DecodeError(self.path, "no timestamps to seek by")
                     position = round((frame.pts - origin) * base * rate)
-                chunk = _frame_mono(frame)
-                yield position, chunk
-                position += len(chunk)
+                if parts and frame.format.name != format_name:
+                    yield position, (chunk := _mono(parts, format_name))
+                    position, parts = position + len(chunk), []
+                parts.append(_frame_channels(frame))
+                format_name = frame.format.name
+                if len(parts) == _FRAMES_PER_CHUNK:
+                    yield position, (chunk := _mono(parts, format_name))
+                    position, parts = position + len(chunk), []
+            if parts and position is not None:
+                yield position, _mono(parts, format_name)
         except (av.FFmpegError, ValueError) as exc:
             reason = getattr(exc, "strerror", None) or str(exc)
             raise DecodeError(self.path, _reason(f"decoding failed: {reason}")) from None
