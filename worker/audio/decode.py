@@ -35,7 +35,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -125,7 +125,6 @@ class _Window:
     core_stop: int
     trim: int
     samples: int
-    repeat: bool = False  # fill a window the track is too short for with the track again
 
 
 class _Reader(Protocol):
@@ -376,40 +375,57 @@ def probe(path: Path) -> AudioInfo:
         return reader.info
 
 
-def _plan_windows(
-    starts_s: Sequence[float], *, rate: int, frames: int, target_rate: int, samples: int
-) -> list[_Window]:
-    """Source windows for the ``samples``-long windows at ``target_rate`` starting at
-    ``starts_s``.
+def _plan_window(first: int, samples: int, *, rate: int, frames: int, target_rate: int) -> _Window:
+    """The source window for ``samples`` samples at ``target_rate`` from target sample
+    ``first``.
 
     Resampling maps source sample ``k * step_in`` exactly onto target sample ``k * step_out``;
-    windows start on those aligned samples, less a context of whole steps.
+    the window starts on such an aligned sample, less a context of whole steps.
     """
     common = math.gcd(rate, target_rate)
     step_in, step_out = rate // common, target_rate // common
     context = math.ceil(_WARMUP_SAMPLES / step_in)
-    windows = []
-    for start_s in starts_s:
-        first = round(start_s * target_rate)
-        aligned = first // step_out
-        begin = max(0, aligned - context)
-        core_stop = min(frames, math.ceil((first + samples) * rate / target_rate))
-        windows.append(
-            _Window(
-                start=begin * step_in,
-                stop=min(frames, core_stop + context * step_in),
-                core_stop=core_stop,
-                trim=first - begin * step_out,
-                samples=samples,
-            )
-        )
-    return windows
+    begin = max(0, first // step_out - context)
+    core_stop = min(frames, math.ceil((first + samples) * rate / target_rate))
+    return _Window(
+        start=begin * step_in,
+        stop=min(frames, core_stop + context * step_in),
+        core_stop=core_stop,
+        trim=first - begin * step_out,
+        samples=samples,
+    )
 
 
-def _segment(
+@dataclass(frozen=True)
+class _Wanted:
+    """Row ``row`` of spec ``spec``'s windows: ``samples`` at the target rate from target
+    sample ``first``; ``repeat`` fills what the track lacks with the track again."""
+
+    spec: int
+    row: int
+    first: int
+    samples: int
+    repeat: bool
+
+
+def _stretches(wanted: Sequence[_Wanted]) -> list[tuple[int, int, list[_Wanted]]]:
+    """Windows that overlap or touch, joined: (first, end, members) in order. Each stretch
+    is decoded and resampled once (the encoders' windows cover what the mel's do)."""
+    stretches: list[tuple[int, int, list[_Wanted]]] = []
+    for item in sorted(wanted, key=lambda w: w.first):
+        if stretches and item.first <= stretches[-1][1]:
+            first, end, members = stretches[-1]
+            stretches[-1] = (first, max(end, item.first + item.samples), [*members, item])
+        else:
+            stretches.append((item.first, item.first + item.samples, [item]))
+    return stretches
+
+
+def _resampled(
     path: Path, mono: np.ndarray, *, window: _Window, rate: int, target_rate: int
 ) -> np.ndarray:
-    """One window at the target rate from its decoded source: checked, resampled, trimmed."""
+    """A window at the target rate from its decoded source: checked, resampled, trimmed;
+    shorter than ``window.samples`` where the track ends first."""
     short = window.start + len(mono) < window.core_stop - TRUNCATION_TOLERANCE_S * rate
     if short or len(mono) == 0:
         ends, claims = (window.start + len(mono)) / rate, window.core_stop / rate
@@ -417,12 +433,18 @@ def _segment(
     if not np.isfinite(mono).all():
         raise DecodeError(path, "non-finite samples (NaN or infinity)")
     resampled = resample(mono, rate=rate, target_rate=target_rate)
-    segment = np.zeros(window.samples, np.float32)
-    piece = resampled[window.trim : window.trim + window.samples]
-    if window.repeat and 0 < len(piece) < window.samples:
-        return np.resize(piece, window.samples).astype(np.float32, copy=False)
-    segment[: len(piece)] = piece
-    return segment
+    return resampled[window.trim : window.trim + window.samples]
+
+
+def _fill(piece: np.ndarray, samples: int, *, repeat: bool) -> np.ndarray:
+    """``piece`` made ``samples`` long: zeros after it, or itself again when ``repeat``."""
+    if len(piece) >= samples:
+        return piece[:samples]
+    if repeat and len(piece):
+        return np.resize(piece, samples).astype(np.float32, copy=False)
+    filled = np.zeros(samples, np.float32)
+    filled[: len(piece)] = piece
+    return filled
 
 
 def resample(audio: np.ndarray, *, rate: int, target_rate: int) -> np.ndarray:
@@ -468,30 +490,37 @@ def load_windows(
     with _open(path) as reader:
         info = reader.info
         plans = [_starts(path, info, spec, min_seconds) for spec in specs]
-        windows = [
-            (i, row, replace(window, repeat=spec.fill == "repeat"))
+        wanted = [
+            _Wanted(i, row, round(start * sample_rate), sizes[i], spec.fill == "repeat")
+            for sizes in [[round(spec.seconds * sample_rate) for spec in specs]]
             for i, (spec, starts) in enumerate(zip(specs, plans, strict=True))
-            for row, window in enumerate(
-                _plan_windows(
-                    starts,
-                    rate=info.sample_rate,
-                    frames=reader.frames,
-                    target_rate=sample_rate,
-                    samples=round(spec.seconds * sample_rate),
-                )
-            )
+            for row, start in enumerate(starts)
         ]
-        # One pass: readers take spans in order of their start (PyAV streams from the start).
-        windows.sort(key=lambda item: (item[2].start, item[2].stop))
+        stretches = _stretches(wanted)
+        windows = [
+            _plan_window(
+                first,
+                end - first,
+                rate=info.sample_rate,
+                frames=reader.frames,
+                target_rate=sample_rate,
+            )
+            for first, end, _ in stretches
+        ]
         audio = [
             np.empty((len(starts), round(spec.seconds * sample_rate)), np.float32)
             for spec, starts in zip(specs, plans, strict=True)
         ]
-        decoded = reader.windows([(w.start, w.stop) for _, _, w in windows])
-        for (i, row, window), mono in zip(windows, decoded, strict=True):
-            audio[i][row] = _segment(
+        # One pass: readers take spans in order of their start (PyAV streams from the start).
+        decoded = reader.windows([(w.start, w.stop) for w in windows])
+        for (first, _, members), window, mono in zip(stretches, windows, decoded, strict=True):
+            piece = _resampled(
                 path, mono, window=window, rate=info.sample_rate, target_rate=sample_rate
             )
+            for item in members:
+                offset = item.first - first
+                own = piece[offset : offset + item.samples]
+                audio[item.spec][item.row] = _fill(own, item.samples, repeat=item.repeat)
     _check_level(path, audio)
     return info, [
         DecodedWindows(starts, block, padded=info.duration_s < spec.seconds - 1e-9)
