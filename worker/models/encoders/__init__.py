@@ -69,9 +69,10 @@ def encoder_spec(name: str) -> EncoderSpec:
 
 
 @functools.lru_cache(maxsize=4)
+@functools.lru_cache(maxsize=8)
 def class_names(name: str) -> tuple[str, ...]:
     """The encoder's class names in the order of its logits: AudioSet's display names for
-    mn04 (a CSV), the Last.fm tags for msd_fcn (a name per line)."""
+    mn04 (a CSV), the Last.fm tags for msd_fcn (a name per line). Read once per process."""
     path = PRETRAINED_DIR / encoder_spec(name).labels
     with path.open(newline="", encoding="utf-8") as handle:
         if path.suffix != ".csv":
