@@ -68,8 +68,17 @@ typecheck: install
 test: install lint typecheck
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# `make bench`: every speed figure of BENCHMARKS.md's target table, in about 20 minutes on
+# the 2-core development machine. GTZAN tracks when GENRECTL_GTZAN_DIR (or ../shared's
+# gtzan-mini) is there, generated tunes otherwise. The transcoded libraries are cached in
+# ~/.cache/genrectl-bench (the first run spends about 4 minutes making them).
+GTZAN ?= $(firstword $(wildcard $(GENRECTL_GTZAN_DIR) ../shared/data/gtzan-mini))
+BENCH_DATA := $(if $(GTZAN),--gtzan $(GTZAN))
 bench: install
-	$(BIN)/python bench/bench_featurize.py
+	$(BIN)/python bench/bench_decode.py $(BENCH_DATA)
+	$(BIN)/python bench/bench_encoder.py $(BENCH_DATA) --tracks 20 --repeats 10
+	$(BIN)/python bench/bench_inference.py
+	$(BIN)/python bench/bench_pipeline.py $(BENCH_DATA)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info
