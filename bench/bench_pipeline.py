@@ -52,6 +52,9 @@ from tests.audio_fixtures import song  # noqa: E402
 
 BIN = Path(sys.executable).parent
 GENRECTL = str(BIN / "genrectl")
+# "Per core": the reference and one-worker genrectl are pinned to one CPU (the reference's
+# librosa.load otherwise decodes M4A in an ffmpeg subprocess on the other core).
+ONE_CORE = ["taskset", "-c", "0"] if shutil.which("taskset") else []
 
 
 @dataclass
@@ -73,8 +76,11 @@ def _env(home: Path, **settings: str) -> dict[str, str]:
 def timed(command: Sequence[str], env: dict[str, str] | None = None) -> float:
     """Wall seconds of ``command``, which must succeed."""
     start = time.perf_counter()
-    subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL)
-    return time.perf_counter() - start
+    done = subprocess.run(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    elapsed = time.perf_counter() - start
+    if done.returncode:
+        sys.exit(f"{' '.join(command[:4])}... failed:\n{done.stderr.decode()[-2000:]}")
+    return elapsed
 
 
 def fresh_home(base: Path, name: str) -> Path:
@@ -84,8 +90,9 @@ def fresh_home(base: Path, name: str) -> Path:
     return home
 
 
-def ingest(home: Path, folder: Path, **settings: str) -> float:
-    return timed([GENRECTL, "ingest", str(folder)], _env(home, **settings))
+def ingest(home: Path, folder: Path, *, pin: bool = False, **settings: str) -> float:
+    command = [*(ONE_CORE if pin else []), GENRECTL, "ingest", str(folder)]
+    return timed(command, _env(home, **settings))
 
 
 def _folder(files: Sequence[Path], folder: Path) -> Path:
@@ -102,10 +109,8 @@ def side_by_side(files: list[Path], scratch: Path) -> tuple[list[Row], Path]:
     home genrectl ingested the library into with one worker."""
     library = _folder(files, scratch / "library")
     n = len(files)
-    reference = timed(
-        [sys.executable, str(ROOT / "bench" / "reference_pipeline.py"), str(scratch / "ref")]
-        + [str(f) for f in files]
-    )
+    script = str(ROOT / "bench" / "reference_pipeline.py")
+    reference = timed([*ONE_CORE, sys.executable, script, str(scratch / "ref"), *map(str, files)])
     start = time.perf_counter()
     for path in files:
         command = ["ffmpeg", "-nostdin", "-loglevel", "error", "-i", str(path)]
@@ -113,14 +118,14 @@ def side_by_side(files: list[Path], scratch: Path) -> tuple[list[Row], Path]:
         subprocess.run(command, check=True)
     floor = time.perf_counter() - start
     home1 = fresh_home(scratch, "home-1")
-    one = ingest(home1, library, WORKERS="1")
+    one = ingest(home1, library, pin=True, WORKERS="1")
     two = ingest(fresh_home(scratch, "home-2"), library, WORKERS="2")
     rows = [
-        Row(f"reference pipeline, {n} files, featurize only (1 process)", f"{reference:.1f} s"),
+        Row(f"reference pipeline, {n} files, featurize only (1 core)", f"{reference:.1f} s"),
         Row(
             f"ffmpeg decode + resample, {n} files (decoder floor, 1 process each)", f"{floor:.1f} s"
         ),
-        Row(f"genrectl ingest, {n} files, featurize + label, 1 worker", f"{one:.1f} s"),
+        Row(f"genrectl ingest, {n} files, featurize + label, 1 worker (1 core)", f"{one:.1f} s"),
         Row(f"genrectl ingest, {n} files, 2 workers", f"{two:.1f} s"),
         Row(
             "end to end: reference / genrectl (1 worker)",

@@ -49,7 +49,7 @@ def _transcode(
         return
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(target.stem + ".part" + target.suffix)
-    command = ["ffmpeg", "-nostdin", "-loglevel", "error", "-y"]
+    command = ["ffmpeg", "-nostdin", "-loglevel", "fatal", "-y"]
     if offset_s:  # start inside the track and wrap around: still 30 s, other bytes
         command += ["-stream_loop", "1", "-ss", f"{offset_s:.3f}"]
     command += ["-i", str(source), "-t", "30", "-ac", "2", "-ar", str(codec.rate)]
