@@ -70,6 +70,7 @@ test: install lint typecheck
 
 bench: install
 	$(BIN)/python bench/bench_featurize.py
+	$(BIN)/python bench/bench_database.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info

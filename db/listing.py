@@ -1,17 +1,28 @@
 """Pages of the library for ``genrectl tracks list``: one page of labelled tracks in a
-given order, and how many tracks the filter selects in all."""
+given order (``count_labelled`` says how many there are in all).
+
+Sorted by path or confidence, the database orders and cuts the page; by the sorts that
+compare case-folded text (artist, title, genre) every matching track is read and sorted
+here (see ``SQL_SORTS``).
+"""
 
 from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
 from db.models import Model
-from db.playlists import SORT_KEYS, LabelledTrack, TrackFilter, labelled_tracks
+from db.playlists import (
+    SORT_KEYS,
+    SQL_SORTS,
+    LabelledTrack,
+    TrackFilter,
+    labelled_tracks,
+)
 
 
 def track_page(
     session: Session,
-    rule: TrackFilter = TrackFilter(),
+    rule: TrackFilter,
     *,
     sort: str = "path",
     reverse: bool = False,
@@ -21,11 +32,10 @@ def track_page(
 ) -> list[LabelledTrack]:
     """Tracks matching ``rule`` ordered by ``sort`` (a key of ``SORT_KEYS``), from
     ``offset``, at most ``limit`` of them."""
+    if sort in SQL_SORTS:
+        return labelled_tracks(
+            session, rule, model=model, sort=sort, reverse=reverse, limit=limit, offset=offset
+        )
     found = labelled_tracks(session, rule, model=model)
     found.sort(key=SORT_KEYS[sort], reverse=reverse)
     return found[offset : None if limit is None else offset + limit]
-
-
-def count_tracks(session: Session, rule: TrackFilter = TrackFilter(), *, model: Model | None = None) -> int:
-    """How many tracks match ``rule``."""
-    return len(labelled_tracks(session, rule, model=model))
