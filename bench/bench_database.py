@@ -41,16 +41,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sqlalchemy.orm import Session
 
 from db.engine import dispose_engines, get_engine, session_scope
-from db.listing import track_page
+from db.listing import TrackFilter, count_labelled, track_page
 from db.migrate import upgrade, upgrade_to
 from db.models import Playlist
-from db.playlists import (
-    TrackFilter,
-    count_labelled,
-    evaluate_playlist,
-    find_playlist,
-    refresh_playlists,
-)
+from db.playlists import evaluate_playlist, find_playlist, refresh_playlists
 from db.registry import promoted_model
 from genrectl.settings import Settings
 from scheduler.batches import plan_ingest

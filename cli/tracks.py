@@ -8,9 +8,8 @@ import click
 
 from cli.app import Context, emit_json, json_option, pass_context
 from db.engine import session_scope
-from db.listing import track_page
+from db.listing import SORT_KEYS, LabelledTrack, TrackFilter, count_labelled, track_page
 from db.models import TrackStatus
-from db.playlists import SORT_KEYS, LabelledTrack, TrackFilter, count_labelled
 
 
 def _pct(value: float | None) -> str:
