@@ -7,10 +7,10 @@ For each database (SQLite in a scratch folder; PostgreSQL as a database of its o
 127.0.0.1:5432, dropped after): migrate, fill it with a synthetic library of N tracks
 (bench/synthetic_library.py: the promoted starter's predictions, two older models', user
 labels, the starter's segment rows, loaded by COPY / executemany), and time the operations
-below through the product's own query functions, each the median of --repeats runs with warm
-caches (the ingest, which takes seconds, of 3). With --before the library is loaded at
-revision 0006, timed, migrated to the head as `genrectl db upgrade` does (timed), and timed
-again: what the indexes of migration 0007 bring.
+below through the product's own query functions, each the median of --repeats runs with
+warm caches (the ingest, seconds a run, of 3 runs without a warm-up). With --before the
+library is loaded at revision 0006, timed, migrated to the head as `genrectl db upgrade`
+does (timed), and timed again: what the indexes of migration 0007 bring.
 
 - `tracks list --genre jazz --limit 50`: the first page (by path) and the count of all;
 - `playlist show` / `playlist refresh` of a rule selecting about 500 tracks (reggae above a
@@ -74,9 +74,11 @@ class Measure:
     seconds: dict[Key, float] = field(default_factory=dict)
 
 
-def median_of(repeats: int, run: Callable[[], object]) -> float:
-    """The median time of ``repeats`` runs, after one that warms the caches."""
-    run()
+def median_of(repeats: int, run: Callable[[], object], *, warm_up: bool = True) -> float:
+    """The median time of ``repeats`` runs, after one that warms the caches (unless the
+    runs take seconds each, where the first one's cold start hardly counts)."""
+    if warm_up:
+        run()
     times = []
     for _ in range(repeats):
         began = time.perf_counter()
@@ -177,8 +179,9 @@ def run_all(
         lambda: unchanged_ingest(settings, library),
     ]
     for measure, run in zip(table, runs, strict=True):
-        times = INGEST_REPEATS if measure.unit == "tracks/s" else repeats
-        measure.seconds[key] = median_of(times, run)
+        slow = measure.unit == "tracks/s"
+        times = INGEST_REPEATS if slow else repeats
+        measure.seconds[key] = median_of(times, run, warm_up=not slow)
         cell = _cell(measure, key, library.n_tracks)
         print(f"  {' '.join(key)}: {measure.name}: {cell}", flush=True)
 
