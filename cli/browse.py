@@ -9,15 +9,9 @@ from sqlalchemy import select
 
 from cli.app import Context, emit_json, json_option, pass_context
 from db.engine import session_scope
+from db.listing import TrackFilter, labelled_tracks
 from db.models import Segment, Track
-from db.playlists import (
-    TrackFilter,
-    evaluate_playlist,
-    find_track,
-    genre_counts,
-    labelled_tracks,
-    list_playlists,
-)
+from db.playlists import evaluate_playlist, find_track, genre_counts, list_playlists
 from db.registry import promoted_model
 from genrectl.errors import GenreError
 from genrectl.settings import Settings

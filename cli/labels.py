@@ -11,14 +11,13 @@ from sqlalchemy import func, select
 
 from cli.app import Context, emit_json, json_option, pass_context
 from db.engine import session_scope
+from db.listing import UNKNOWN, normalize_genre
 from db.models import Prediction, utcnow
 from db.playlists import (
-    UNKNOWN,
     PlaylistChange,
     find_track,
     known_genres,
     model_genres,
-    normalize_genre,
     refresh_playlists,
     set_user_label,
     user_labels,

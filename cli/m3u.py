@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from db.playlists import LabelledTrack
+from db.listing import LabelledTrack
 
 SUFFIX = ".m3u8"
 _MAX_NAME_BYTES = 200  # leaves room for the suffix and a " (2)" under common 255-byte limits

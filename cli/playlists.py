@@ -13,19 +13,15 @@ from sqlalchemy.orm import Session
 
 from cli.app import Context, emit_json, json_option, pass_context
 from db.engine import session_scope
+from db.listing import UNKNOWN, LabelledTrack, TrackFilter, labelled_tracks, normalize_genre
 from db.models import Playlist, TrackStatus
 from db.playlists import (
     ORDERS,
-    UNKNOWN,
-    LabelledTrack,
-    TrackFilter,
     evaluate_playlist,
     find_playlist,
     genre_counts,
     known_genres,
-    labelled_tracks,
     list_playlists,
-    normalize_genre,
     order_tracks,
     refresh_playlists,
 )

@@ -13,16 +13,9 @@ from sqlalchemy import func, select
 
 from cli.app import Context, emit_json, json_option, pass_context
 from db.engine import session_scope
+from db.listing import USER, LabelledTrack, TrackFilter, labelled_tracks
 from db.models import Model, Track, TrackStatus
-from db.playlists import (
-    USER,
-    LabelledTrack,
-    TrackFilter,
-    evaluate_playlist,
-    genre_counts,
-    labelled_tracks,
-    list_playlists,
-)
+from db.playlists import evaluate_playlist, genre_counts, list_playlists
 from db.registry import promoted_model
 from genrectl.settings import Settings
 

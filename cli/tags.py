@@ -14,8 +14,9 @@ from sqlalchemy import select
 
 from cli.app import EXIT_FAILURES, Context, emit_json, json_option, pass_context
 from db.engine import session_scope
+from db.listing import UNKNOWN, LabelledTrack, TrackFilter, labelled_tracks
 from db.models import Track, TrackStatus
-from db.playlists import UNKNOWN, LabelledTrack, TrackFilter, labelled_tracks, record_file_stamp
+from db.playlists import record_file_stamp
 from db.registry import promoted_model
 from genrectl.errors import GenreError
 from genrectl.settings import Settings

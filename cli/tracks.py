@@ -8,8 +8,8 @@ import click
 
 from cli.app import Context, emit_json, json_option, pass_context
 from db.engine import session_scope
+from db.listing import SORT_KEYS, LabelledTrack, TrackFilter, count_labelled, track_page
 from db.models import TrackStatus
-from db.playlists import SORT_KEYS, LabelledTrack, TrackFilter, labelled_tracks
 
 
 def _pct(value: float | None) -> str:
@@ -70,17 +70,21 @@ def list_tracks(obj: Context, **options: Any) -> None:
         unknown=options["unknown"],
         statuses=statuses,
     )
+    limit = options["limit"]
     with session_scope(settings) as session:
-        found = labelled_tracks(session, rule)
-    found.sort(key=SORT_KEYS[options["sort"]], reverse=options["reverse"])
-    found = found[: options["limit"]] if options["limit"] else found
+        found = track_page(
+            session, rule, sort=options["sort"], reverse=options["reverse"], limit=limit
+        )
+        # A full page may be a cut: the table says of how many.
+        cut = not options["as_json"] and limit is not None and len(found) == limit
+        total = count_labelled(session, rule) if cut else len(found)
     if options["as_json"]:
         emit_json([t.to_dict() for t in found])
         return
-    _print_tracks(found, failed=options["failed"])
+    _print_tracks(found, total=total, failed=options["failed"])
 
 
-def _print_tracks(found: list[LabelledTrack], *, failed: bool) -> None:
+def _print_tracks(found: list[LabelledTrack], *, total: int, failed: bool) -> None:
     from cli.render import stdout, table
 
     if failed:
@@ -106,4 +110,4 @@ def _print_tracks(found: list[LabelledTrack], *, failed: bool) -> None:
             for row, t in zip(rows, found, strict=True):
                 row.append(t.reason if t.source != "user" else None)
     stdout().print(table(columns, rows))
-    click.echo(f"{len(found)} tracks")
+    click.echo(f"{len(found)} tracks" if total == len(found) else f"{len(found)} of {total} tracks")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -83,6 +83,15 @@ def prepare(settings: Settings) -> tuple[bool, str | None]:
 
 def upgrade_to(settings: Settings, revision: str) -> None:
     """Bring the schema to ``revision`` (tests start from older ones)."""
+    _migrate(settings, command.upgrade, revision)
+
+
+def downgrade_to(settings: Settings, revision: str) -> None:
+    """Take the schema back to ``revision`` (tests check that each migration undoes)."""
+    _migrate(settings, command.downgrade, revision)
+
+
+def _migrate(settings: Settings, step: Callable[[Config, str], None], revision: str) -> None:
     config = _config()
     with get_engine(settings).connect() as connection:
         sqlite = connection.dialect.name == "sqlite"
@@ -94,7 +103,7 @@ def upgrade_to(settings: Settings, revision: str) -> None:
         try:
             with connection.begin():
                 config.attributes["connection"] = connection
-                command.upgrade(config, revision)
+                step(config, revision)
         finally:
             if sqlite:
                 connection.exec_driver_sql("PRAGMA foreign_keys=ON")

@@ -1,9 +1,5 @@
-"""Queries behind browsing, labels and playlists.
-
-A track's *label* is the user's own genre when there is one (``UserLabel``), else the
-promoted model's prediction. Every listing, playlist and count goes through
-``labelled_tracks`` so that the user's label wins everywhere.
-"""
+"""Queries behind labels and playlists: the user's own labels, and smart playlists, which
+are rules over the labels that ``db.listing`` reads."""
 
 from __future__ import annotations
 
@@ -14,179 +10,24 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Select, and_, case, func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from db.listing import (
+    SORT_KEYS,
+    SQL_SORTS,
+    UNKNOWN,
+    USER,
+    LabelledTrack,
+    TrackFilter,
+    labelled_tracks,
+    normalize_genre,
+)
 from db.models import Model, Playlist, Prediction, Track, TrackStatus, UserLabel, utcnow
 from db.registry import promoted_model
 from genrectl.errors import NotFoundError
 
-UNKNOWN = "unknown"  # the model's answer below the unknown threshold (worker.inference.label)
 ORDERS = ("confidence", "random", "title", "artist")
-USER, MODEL = "user", "model"
-
-
-@dataclass(frozen=True)
-class LabelledTrack:
-    """A track with its label. ``genre`` is the user's label if any, else the model's."""
-
-    id: int
-    path: str
-    status: str
-    error: str | None
-    duration_s: float | None
-    artist: str | None
-    title: str | None
-    album: str | None
-    genre_tag: str | None
-    genre: str | None
-    source: str | None  # "user", "model", or None when unlabelled
-    user_genre: str | None
-    model_genre: str | None
-    confidence: float | None  # the model's, even where the user's label wins
-    top3: list[list[Any]] | None
-    model: str | None
-    reason: str | None = None  # why the model's genre is "unknown"
-    music: float | None = None  # the encoder's P(music), for models that have one
-    tags: list[list[Any]] | None = None  # the encoder's strongest other classes
-    note: str | None = None  # about the track itself (e.g. shorter than one window)
-
-    @property
-    def rank_confidence(self) -> float:
-        """For filters and ordering: the user's own label counts as certain."""
-        if self.source == USER:
-            return 1.0
-        return -1.0 if self.confidence is None else self.confidence
-
-    @property
-    def display_title(self) -> str:
-        return self.title or os.path.splitext(os.path.basename(self.path))[0]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "path": self.path,
-            "status": self.status,
-            "error": self.error,
-            "duration_s": None if self.duration_s is None else round(self.duration_s, 2),
-            "artist": self.artist,
-            "title": self.title,
-            "album": self.album,
-            "genre_tag": self.genre_tag,
-            "genre": self.genre,
-            "label_source": self.source,
-            "user_genre": self.user_genre,
-            "model_genre": self.model_genre,
-            "confidence": None if self.confidence is None else round(self.confidence, 4),
-            "top3": self.top3,
-            "model": self.model,
-            "reason": self.reason,
-            "music": None if self.music is None else round(self.music, 4),
-            "tags": self.tags,
-            "note": self.note,
-        }
-
-
-@dataclass(frozen=True)
-class TrackFilter:
-    """Which tracks: ``genres`` (effective label), ``min_confidence`` (model labels only:
-    the user's labels always pass), ``unknown`` (the model could not decide and the user has
-    not labelled), ``statuses``, ``ids``."""
-
-    genres: Sequence[str] = ()
-    min_confidence: float | None = None
-    unknown: bool = False
-    statuses: Sequence[str] = ()
-    ids: Sequence[int] = ()
-
-
-def normalize_genre(genre: str) -> str:
-    """Genres compare lower-cased and trimmed, as model classes are."""
-    return " ".join(genre.split()).lower()
-
-
-def _labels_query(model: Model | None, rule: TrackFilter) -> Select[Any]:
-    model_id = -1 if model is None else model.id
-    genre = func.coalesce(UserLabel.genre, Prediction.genre)
-    query = (
-        select(
-            Track,
-            UserLabel.genre,
-            Prediction.genre,
-            Prediction.confidence,
-            Prediction.top3,
-            Prediction.reason,
-            Prediction.music,
-            Prediction.tags,
-        )
-        .outerjoin(UserLabel, UserLabel.track_id == Track.id)
-        .outerjoin(
-            Prediction, and_(Prediction.track_id == Track.id, Prediction.model_id == model_id)
-        )
-    )
-    if rule.ids:
-        query = query.where(Track.id.in_(list(rule.ids)))
-    if rule.statuses:
-        query = query.where(Track.status.in_(list(rule.statuses)))
-    if rule.genres:
-        query = query.where(genre.in_([normalize_genre(g) for g in rule.genres]))
-    if rule.unknown:
-        query = query.where(UserLabel.genre.is_(None), Prediction.genre == UNKNOWN)
-    if rule.min_confidence is not None:
-        confidence = case((UserLabel.genre.is_not(None), 1.0), else_=Prediction.confidence)
-        query = query.where(confidence >= rule.min_confidence)
-    return query.order_by(Track.path)
-
-
-def labelled_tracks(
-    session: Session, rule: TrackFilter = TrackFilter(), *, model: Model | None = None
-) -> list[LabelledTrack]:
-    """Tracks matching ``rule`` with their labels (``model``: default the promoted one)."""
-    model = model or promoted_model(session)
-    name = None if model is None else model.name
-    out = []
-    for track, user_genre, model_genre, confidence, top3, reason, music, tags in session.execute(
-        _labels_query(model, rule)
-    ):
-        source = USER if user_genre else MODEL if model_genre else None
-        out.append(
-            LabelledTrack(
-                id=track.id,
-                path=track.path,
-                status=track.status,
-                error=track.error,
-                duration_s=track.duration_s,
-                artist=track.artist,
-                title=track.title,
-                album=track.album,
-                genre_tag=track.genre_tag,
-                genre=user_genre or model_genre,
-                source=source,
-                user_genre=user_genre,
-                model_genre=model_genre,
-                confidence=confidence,
-                top3=top3,
-                model=name if model_genre else None,
-                reason=reason,
-                music=music,
-                tags=tags,
-                note=track.note,
-            )
-        )
-    return out
-
-
-def _text_key(value: str | None) -> tuple[bool, str]:
-    return (value is None, (value or "").casefold())
-
-
-SORT_KEYS = {
-    "path": lambda t: t.path,
-    "artist": lambda t: (_text_key(t.artist), _text_key(t.album), t.display_title.casefold()),
-    "title": lambda t: (t.display_title.casefold(), _text_key(t.artist)),
-    "genre": lambda t: (_text_key(t.genre), -t.rank_confidence),
-    "confidence": lambda t: (-t.rank_confidence, t.path),
-}
 
 
 def _shuffle_key(seed: int, track: LabelledTrack) -> bytes:
@@ -228,6 +69,11 @@ def evaluate_playlist(
         min_confidence=playlist.min_confidence,
         statuses=(TrackStatus.OK,),
     )
+    if playlist.order_by in SQL_SORTS and playlist.max_per_artist is None:
+        # Only the order decides which tracks stay: the database cuts the list.
+        return labelled_tracks(
+            session, rule, model=model, sort=playlist.order_by, limit=playlist.max_tracks
+        )
     ordered = order_tracks(
         labelled_tracks(session, rule, model=model), playlist.order_by, seed=playlist.seed
     )

@@ -12,8 +12,6 @@ from typing import Any
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-BATCH_ROWS = 500  # keeps each statement under SQLite's bound-parameter limit
-
 
 def dialect_insert(session: Session) -> Any:
     """The INSERT construct of the session's database (both have ON CONFLICT)."""
@@ -23,9 +21,14 @@ def dialect_insert(session: Session) -> Any:
 def insert_ignore(
     session: Session, model: Any, rows: Sequence[dict[str, Any]], *, index_elements: list[str]
 ) -> None:
+    """Insert ``rows`` (dicts with the same keys) into ``model``'s table, skipping those a
+    unique index on ``index_elements`` already holds.
+
+    One statement executed for many rows: SQLAlchemy compiles it once and sends the rows
+    in pages of many VALUES each under the database's parameter limit (a multi-VALUES
+    statement per page, built here, cost more to compile than the database took to run it).
+    """
     if not rows:
         return
-    insert = dialect_insert(session)
-    for start in range(0, len(rows), BATCH_ROWS):
-        statement = insert(model).values(list(rows[start : start + BATCH_ROWS]))
-        session.execute(statement.on_conflict_do_nothing(index_elements=index_elements))
+    statement = dialect_insert(session)(model.__table__)
+    session.execute(statement.on_conflict_do_nothing(index_elements=index_elements), list(rows))

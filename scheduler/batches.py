@@ -7,11 +7,11 @@ finish in, and however often a message is delivered.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Select, func, select, update
+from sqlalchemy import Row, Select, func, select, update
 from sqlalchemy.orm import Session, aliased
 
 from db.models import (
@@ -28,6 +28,9 @@ from db.models import (
 )
 from db.upsert import insert_ignore
 from scheduler.scan import FileStat, ScanResult
+
+# A track's id, path, size, mtime_ns, status, error and content hash, as plan_ingest reads them.
+TrackStamp = Row[int, str, int, int, str, str | None, str | None]
 
 
 @dataclass
@@ -66,22 +69,23 @@ def plan_ingest(
     unchanged track that model has not labelled. ``owner``: the embedded run's lock
     (scheduler.liveness)."""
     scanned = {f.path: f for f in scan.files}
-    insert_ignore(
-        session,
-        Track,
-        [{"path": f.path, "size": f.size, "mtime_ns": f.mtime_ns} for f in scan.files],
-        index_elements=["path"],
-    )
+    known = _known_tracks(session)
+    if any(path not in known for path in scanned):
+        rows = [{"path": f.path, "size": f.size, "mtime_ns": f.mtime_ns} for f in scan.files]
+        insert_ignore(
+            session, Track, [r for r in rows if r["path"] not in known], index_elements=["path"]
+        )
+        known = _known_tracks(session)
     plan = IngestPlan(batch_id=0, track_ids=[])
-    # One pass over the table rather than an IN list: a library can hold more paths than a
-    # statement can bind parameters.
-    existing = [t for t in session.scalars(select(Track)) if t.path in scanned]
-    held = _held_versions(session)
+    lacking = _lacking_features(session, feature_sets)
     labelled = _labelled_by(session, model_id)
-    to_featurize: list[Track] = []
-    for track in existing:
-        has_all = set(feature_sets) <= held.get(track.id, set())
-        verdict = _verdict(track, scanned[track.path], has_all, retry_failed)
+    to_featurize: list[int] = []
+    refreshed: list[dict[str, Any]] = []
+    for track in known.values():
+        stat = scanned.get(track.path)
+        if stat is None:
+            continue
+        verdict = _verdict(track, stat, track.id not in lacking, retry_failed)
         if verdict == "unchanged":
             plan.unchanged += 1
             if model_id is not None and track.id not in labelled:
@@ -90,8 +94,17 @@ def plan_ingest(
             plan.previously_failed += 1
         else:
             setattr(plan, verdict, getattr(plan, verdict) + 1)
-            to_featurize.append(track)
-    plan.missing = _mark_missing(session, roots, scanned)
+            to_featurize.append(track.id)
+            stamp = (track.size, track.mtime_ns, track.status, track.error)
+            if verdict != "features" and stamp != (
+                stat.size,
+                stat.mtime_ns,
+                TrackStatus.PENDING,
+                None,
+            ):
+                refreshed.append({"id": track.id, "size": stat.size, "mtime_ns": stat.mtime_ns})
+    _set_pending(session, refreshed)
+    plan.missing = _mark_missing(session, known.values(), roots, scanned)
     batch = Batch(
         roots=list(roots),
         total=len(to_featurize),
@@ -104,7 +117,7 @@ def plan_ingest(
     session.add(batch)
     session.flush()
     plan.batch_id = batch.id
-    plan.track_ids = [t.id for t in to_featurize]
+    plan.track_ids = to_featurize
     add_jobs(session, batch.id, JobKind.FEATURIZE, plan.track_ids)
     if model_id is not None:
         add_jobs(session, batch.id, JobKind.LABEL, plan.track_ids + plan.label_only)
@@ -123,22 +136,37 @@ def add_jobs(session: Session, batch_id: int, kind: JobKind, track_ids: Sequence
     )
 
 
+def _known_tracks(session: Session) -> dict[str, TrackStamp]:
+    """path -> the track's id, file stamp and status, in id order: one pass over the table
+    (an IN list of a library's paths would pass the limit on bound parameters)."""
+    rows = session.execute(
+        select(
+            Track.id, Track.path, Track.size, Track.mtime_ns, Track.status, Track.error,
+            Track.content_hash,
+        ).order_by(Track.id)
+    )  # fmt: skip
+    return {row.path: row for row in rows}
+
+
 def _labelled_by(session: Session, model_id: int | None) -> set[int]:
     if model_id is None:
         return set()
     return set(session.scalars(select(Prediction.track_id).where(Prediction.model_id == model_id)))
 
 
-def _held_versions(session: Session) -> dict[int, set[str]]:
-    """The feature versions each track holds rows of."""
-    held: dict[int, set[str]] = {}
-    rows = session.execute(select(Segment.track_id, Segment.feature_version).distinct())
-    for track_id, version in rows:
-        held.setdefault(track_id, set()).add(version)
-    return held
+def _lacking_features(session: Session, versions: Iterable[str]) -> set[int]:
+    """Tracks without rows of one of the feature ``versions``: a probe of the segments'
+    unique index per track, rather than every track's versions brought over."""
+    lacking: set[int] = set()
+    for version in versions:
+        held = select(Segment.id).where(
+            Segment.track_id == Track.id, Segment.feature_version == version
+        )
+        lacking.update(session.scalars(select(Track.id).where(~held.exists())))
+    return lacking
 
 
-def _verdict(track: Track, stat: FileStat, has_all: bool, retry_failed: bool) -> str:
+def _verdict(track: TrackStamp, stat: FileStat, has_all: bool, retry_failed: bool) -> str:
     same_file = track.size == stat.size and track.mtime_ns == stat.mtime_ns
     if same_file and track.status == TrackStatus.OK:
         # Its labels stay while the missing features are computed.
@@ -146,25 +174,32 @@ def _verdict(track: Track, stat: FileStat, has_all: bool, retry_failed: bool) ->
     if same_file and track.status == TrackStatus.FAILED and not retry_failed:
         return "failed"
     is_new = track.content_hash is None and track.status == TrackStatus.PENDING
-    track.size, track.mtime_ns = stat.size, stat.mtime_ns
-    track.status, track.error = TrackStatus.PENDING, None
     return "new" if is_new else "changed"
 
 
+def _set_pending(session: Session, stamps: list[dict[str, Any]]) -> None:
+    """Record new file stamps (dicts of id, size, mtime_ns): the tracks wait to be
+    featurized again."""
+    if stamps:
+        pending = {"status": TrackStatus.PENDING, "error": None, "updated_at": utcnow()}
+        session.execute(update(Track), [{**s, **pending} for s in stamps])
+
+
 def _mark_missing(
-    session: Session, roots: Sequence[str], scanned: dict[str, FileStat]
+    session: Session,
+    known: Iterable[TrackStamp],
+    roots: Sequence[str],
+    scanned: dict[str, FileStat],
 ) -> list[str]:
-    missing = []
-    rows = session.execute(select(Track.id, Track.path).where(Track.status != TrackStatus.MISSING))
-    gone = [(tid, path) for tid, path in rows if _under(path, roots) and path not in scanned]
-    for tid, path in gone:
-        session.execute(
-            update(Track)
-            .where(Track.id == tid)
-            .values(status=TrackStatus.MISSING, error="file not found at last ingest")
-        )
-        missing.append(path)
-    return missing
+    gone = [
+        t
+        for t in known
+        if t.status != TrackStatus.MISSING and t.path not in scanned and _under(t.path, roots)
+    ]
+    if gone:
+        missing = {"status": TrackStatus.MISSING, "error": "file not found at last ingest"}
+        session.execute(update(Track), [{"id": t.id, **missing} for t in gone])
+    return [t.path for t in gone]
 
 
 def chunked(items: Sequence[int], size: int) -> Iterator[list[int]]:

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import text
+from sqlalchemy import inspect, text
 
 from db.engine import dispose_engines, get_engine
-from db.migrate import upgrade, upgrade_to
+from db.migrate import downgrade_to, upgrade, upgrade_to
 from db.models import Base
 from genrectl.settings import Settings
 from tests.services import create_database, drop_database
@@ -32,6 +32,22 @@ def empty_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[S
 
 
 def test_the_migrated_schema_is_the_models_schema(empty_settings: Settings) -> None:
+    upgrade(empty_settings)
+    with get_engine(empty_settings).connect() as connection:
+        differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    assert differences == []
+
+
+def _prediction_indexes(settings: Settings) -> set[str]:
+    with get_engine(settings).connect() as connection:
+        return {i["name"] or "" for i in inspect(connection).get_indexes("predictions")}
+
+
+def test_the_library_scale_indexes_undo_and_redo(empty_settings: Settings) -> None:
+    upgrade(empty_settings)
+    assert "ix_predictions_model_genre_confidence" in _prediction_indexes(empty_settings)
+    downgrade_to(empty_settings, "b31674a81d3d")  # 0006_pipeline
+    assert "ix_predictions_model_genre_confidence" not in _prediction_indexes(empty_settings)
     upgrade(empty_settings)
     with get_engine(empty_settings).connect() as connection:
         differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)

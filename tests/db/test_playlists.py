@@ -4,13 +4,12 @@ import pytest
 from sqlalchemy.exc import IntegrityError
 
 from db.engine import session_scope
+from db.listing import TrackFilter, labelled_tracks
 from db.models import Playlist, Track, UserLabel
 from db.playlists import (
-    TrackFilter,
     cap_per_artist,
     evaluate_playlist,
     find_track,
-    labelled_tracks,
     model_genres,
     order_tracks,
     refresh_playlists,
