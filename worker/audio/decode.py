@@ -6,7 +6,7 @@ Rules (the README repeats them):
   PyAV (ffmpeg) for the lossy codecs (MP3, AAC/ALAC in M4A, Vorbis, Opus, WMA...), and
   each for any file the other refuses to open. ffmpeg's decoders measured as fast as
   libsndfile's for MP3 and faster for Opus (2.7x) and Vorbis (1.4x) (BENCHMARKS.md,
-  "Decode and resample"). FLAC stays with libsndfile although ffmpeg decodes it 1.6x
+  "Speed targets"). FLAC stays with libsndfile although ffmpeg decodes it 1.6x
   faster: ffmpeg skips a damaged FLAC frame without a word, libsndfile reports it.
 - Mono is the mean of the channels, taken before resampling; the rate is converted to
   ``params.sample_rate`` with soxr at its "HQ" setting (what ``librosa.load`` uses, so the

@@ -156,7 +156,7 @@ def mn04_features() -> EncoderParams:
 def msd_fcn_features() -> EncoderParams:
     """msd_fcn on one 29 s window (the middle of a long track), its Last.fm tag logits and
     64-d embedding, its convolutions in int8 (2.4x faster per window; out-of-fold accuracy
-    as in float32: BENCHMARKS.md, "Encoder cost")."""
+    as in float32: BENCHMARKS.md, "Speed targets")."""
     return EncoderParams(
         encoder="msd_fcn",
         window_seconds=29.0,

@@ -90,7 +90,7 @@ class _FusedBlock(nn.Module):
     """A :class:`_Conv2dBlock` for inference: the batch norm folded into the conv, and the
     ReLU after the max-pool (they commute: ReLU is monotonic), where it touches 8-20x fewer
     values. Same outputs to float32 rounding, about half the CPU time with channels-last
-    (BENCHMARKS.md, "Encoder cost")."""
+    (BENCHMARKS.md, "Speed targets")."""
 
     def __init__(self, block: _Conv2dBlock) -> None:
         super().__init__()
@@ -106,13 +106,16 @@ class _TiledFusedBlock(_FusedBlock):
     channel the conv is memory-bound: its 64-channel output for a whole 29 s window is 45 MB
     and the pool reads it back from RAM; a tile's output stays in cache. Same outputs (tiles
     start on the pool's grid and carry the conv's one frame of context); measured 27 → 6 ms
-    per window on one core (BENCHMARKS.md, "Encoder cost")."""
+    per window on one core (BENCHMARKS.md, "Speed targets")."""
 
     TILE = 512
 
+    def __init__(self, block: _Conv2dBlock) -> None:
+        super().__init__(block)
+        assert self.TILE % self.mp.kernel_size[1] == 0  # type: ignore[index]  # on the grid
+
     def forward(self, x: Tensor) -> Tensor:
         frames = x.shape[-1]
-        assert self.TILE % self.mp.kernel_size[1] == 0  # type: ignore[index]
         padded = nn.functional.pad(x, (1, 1, 1, 1))
         tiles = [
             torch.relu(

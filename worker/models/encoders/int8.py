@@ -127,12 +127,13 @@ def quantize_for_inference(
     their activations quantized with ``params`` (default: the committed file)."""
     params = read_params() if params is None else params
     quantized = copy.deepcopy(model)
-    # Any input of the right rank traces the blocks; the shapes are not baked in.
-    examples = {"layer2": (1, 64, 48, 453), "layer3": (1, 128, 24, 113), "layer4": (1, 128, 12, 28)}
     with _quantization_api() as api:
         _, observer, quantize_fx = api
         for name in QUANTIZED_BLOCKS:
-            prepared = _prepare(getattr(model, name), torch.zeros(examples[name]), api)
+            block = getattr(model, name)
+            # Any input with the block's channels traces it: the shapes are not baked in.
+            example = torch.zeros(1, block.conv.in_channels, 12, 20)
+            prepared = _prepare(block, example, api)
             found = _observers(prepared, observer)
             if set(found) != set(params[name]):
                 raise ModelError(f"int8 parameters do not fit block {name}: retrace them")
