@@ -14,11 +14,14 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-import torchvision
 from torch import nn
 
 from genrectl.errors import ConfigError, ModelError
 from genrectl.files import file_sha256
+from worker.models.vision import import_torchvision
+
+import_torchvision()  # before torchvision's own modules: see worker.models.vision
+import torchvision  # noqa: E402
 
 Arch = Literal["cnn", "gapcnn", "densenet121"]
 InputSize = Literal["native", "224"]

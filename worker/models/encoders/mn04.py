@@ -26,11 +26,14 @@ import torch
 import torchaudio
 from torch import Tensor, nn
 from torch.fx.experimental.optimization import fuse as fx_fuse
-from torchvision.models.mobilenetv3 import MobileNetV3, _mobilenet_v3_conf
 
 from genrectl.errors import ModelError
 from worker.models.encoders import MN04 as MN04_SPEC
 from worker.models.encoders.weights import read_weights
+from worker.models.vision import import_torchvision
+
+import_torchvision()  # before torchvision's own modules: see worker.models.vision
+from torchvision.models.mobilenetv3 import MobileNetV3, _mobilenet_v3_conf  # noqa: E402
 
 #: Sample rate (Hz) the network expects.
 SAMPLE_RATE = MN04_SPEC.sample_rate
