@@ -12,7 +12,8 @@ Activations are quantized with fixed parameters, not calibrated at load time: th
 zero point of each quantized tensor were found once by PyTorch's histogram observer over
 GTZAN windows (``calibrate``; ``bench/calibrate_fcn_int8.py`` writes them) and are committed
 in ``msd_fcn_int8.json`` beside the weights. So the features do not depend on what a
-process happened to see first, and loading costs no calibration pass.
+process happened to see first, and loading costs no calibration pass. Nor any tracing: the
+int8 blocks are built directly (``_Int8Block``), as the FX conversion would make them.
 
 ``torch.ao.quantization`` warns that it is deprecated in favour of torchao; torch is pinned
 (pyproject.toml) and this is the API that runs int8 convolutions eagerly on a CPU today, so
@@ -120,6 +121,46 @@ def read_params(path: Path = PARAMS_FILE) -> dict[str, dict[str, list[float | in
     return params
 
 
+# The activations of a block as ``calibrate`` names them (FX's observers, in graph order):
+# the block's input, quantized before the conv, and the conv's output, the int8 tensor the
+# max pool reads.
+_INPUT, _CONV_OUTPUT = "activation_post_process_0", "activation_post_process_1"
+
+
+class _Int8Block(nn.Module):
+    """A fused FCN block with an int8 conv: quantize the input with fixed parameters, conv
+    and max pool in int8, then dequantize and ReLU in float (ReLU commutes with the pool).
+    The module FX's ``convert_fx`` makes of the block, built directly: no tracing at load
+    (0.5 s of a process's start; the outputs are the same bits, tests/worker/models)."""
+
+    def __init__(self, block: nn.Module, params: dict[str, list[float | int]]) -> None:
+        super().__init__()
+        if set(params) != {_INPUT, _CONV_OUTPUT}:
+            raise ModelError("int8 parameters do not fit block: retrace them")
+        from torch.ao.nn import quantized as nnq
+        from torch.ao.quantization import get_default_qconfig
+
+        conv, self.mp = block.conv, block.mp
+        self.input_scale, self.input_zero_point = float(params[_INPUT][0]), int(params[_INPUT][1])
+        # The x86 backend's weight observer: per output channel, symmetric int8.
+        observer = get_default_qconfig("x86").weight()
+        observer(conv.weight)
+        scales, zero_points = observer.calculate_qparams()
+        weight = torch.quantize_per_channel(
+            conv.weight.detach().float(), scales.double(), zero_points, 0, torch.qint8
+        )
+        self.conv = nnq.Conv2d(
+            conv.in_channels, conv.out_channels, conv.kernel_size, padding=conv.padding
+        )
+        self.conv.set_weight_bias(weight, conv.bias.detach().float())
+        self.conv.scale = float(params[_CONV_OUTPUT][0])
+        self.conv.zero_point = int(params[_CONV_OUTPUT][1])
+
+    def forward(self, x: Tensor) -> Tensor:
+        q = torch.quantize_per_tensor(x, self.input_scale, self.input_zero_point, torch.quint8)
+        return torch.relu(self.mp(self.conv(q)).dequantize())
+
+
 def quantize_for_inference(
     model: FCN, params: dict[str, dict[str, list[float | int]]] | None = None
 ) -> FCN:
@@ -127,24 +168,14 @@ def quantize_for_inference(
     their activations quantized with ``params`` (default: the committed file)."""
     params = read_params() if params is None else params
     quantized = copy.deepcopy(model)
-    with _quantization_api() as api:
-        _, observer, quantize_fx = api
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # see the module's docstring
+        warnings.simplefilter("ignore", UserWarning)  # quantized tensors' deprecation notice
+        torch.backends.quantized.engine = "x86"
         for name in QUANTIZED_BLOCKS:
-            block = getattr(model, name)
-            # Any input with the block's channels traces it: the shapes are not baked in.
-            example = torch.zeros(1, block.conv.in_channels, 12, 20)
-            prepared = _prepare(block, example, api)
-            found = _observers(prepared, observer)
-            if set(found) != set(params[name]):
-                raise ModelError(f"int8 parameters do not fit block {name}: retrace them")
-            for key, (scale, zero_point, low, high) in params[name].items():
-                fixed = observer.FixedQParamsObserver(
-                    scale=float(scale),
-                    zero_point=int(zero_point),
-                    dtype=torch.quint8,
-                    quant_min=int(low),
-                    quant_max=int(high),
-                )
-                prepared.set_submodule(key, fixed)
-            setattr(quantized, name, quantize_fx.convert_fx(prepared))
+            try:
+                block = _Int8Block(getattr(model, name), params[name])
+            except ModelError:
+                raise ModelError(f"int8 parameters do not fit block {name}: retrace them") from None
+            setattr(quantized, name, block)
     return quantized
