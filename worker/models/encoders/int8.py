@@ -35,7 +35,7 @@ from torch import Tensor, nn
 
 from genrectl.errors import ModelError
 from worker.models.encoders import PRETRAINED_DIR
-from worker.models.encoders.fcn import FCN
+from worker.models.encoders.fcn import FCN, _FusedBlock
 
 QUANTIZED_BLOCKS = ("layer2", "layer3", "layer4")
 PARAMS_FILE = PRETRAINED_DIR / "msd_fcn_int8.json"
@@ -133,14 +133,15 @@ class _Int8Block(nn.Module):
     The module FX's ``convert_fx`` makes of the block, built directly: no tracing at load
     (0.5 s of a process's start; the outputs are the same bits, tests/worker/models)."""
 
-    def __init__(self, block: nn.Module, params: dict[str, list[float | int]]) -> None:
+    def __init__(self, block: _FusedBlock, params: dict[str, list[float | int]]) -> None:
         super().__init__()
         if set(params) != {_INPUT, _CONV_OUTPUT}:
             raise ModelError("int8 parameters do not fit block: retrace them")
         from torch.ao.nn import quantized as nnq
         from torch.ao.quantization import get_default_qconfig
 
-        conv, self.mp = block.conv, block.mp
+        conv: nn.Conv2d = block.conv
+        self.mp: nn.Module = block.mp
         self.input_scale, self.input_zero_point = float(params[_INPUT][0]), int(params[_INPUT][1])
         # The x86 backend's weight observer: per output channel, symmetric int8.
         observer = get_default_qconfig("x86").weight()
@@ -149,12 +150,14 @@ class _Int8Block(nn.Module):
         weight = torch.quantize_per_channel(
             conv.weight.detach().float(), scales.double(), zero_points, 0, torch.qint8
         )
-        self.conv = nnq.Conv2d(
+        qconv = nnq.Conv2d(
             conv.in_channels, conv.out_channels, conv.kernel_size, padding=conv.padding
         )
-        self.conv.set_weight_bias(weight, conv.bias.detach().float())
-        self.conv.scale = float(params[_CONV_OUTPUT][0])
-        self.conv.zero_point = int(params[_CONV_OUTPUT][1])
+        assert conv.bias is not None  # fused with its batch norm
+        qconv.set_weight_bias(weight, conv.bias.detach().float())
+        qconv.scale = float(params[_CONV_OUTPUT][0])
+        qconv.zero_point = int(params[_CONV_OUTPUT][1])
+        self.conv = qconv
 
     def forward(self, x: Tensor) -> Tensor:
         q = torch.quantize_per_tensor(x, self.input_scale, self.input_zero_point, torch.quint8)
@@ -174,7 +177,7 @@ def quantize_for_inference(
         torch.backends.quantized.engine = "x86"
         for name in QUANTIZED_BLOCKS:
             try:
-                block = _Int8Block(getattr(model, name), params[name])
+                block = _Int8Block(getattr(model, name), params.get(name, {}))
             except ModelError:
                 raise ModelError(f"int8 parameters do not fit block {name}: retrace them") from None
             setattr(quantized, name, block)
