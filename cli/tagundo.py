@@ -112,7 +112,7 @@ def undo_batch(
         actions = [_undo_one(session, c, force=force, dry_run=dry_run) for c in changes]
         if not dry_run:
             batch = session.get(TagBatch, batch.id) or batch
-            finish_undo(batch)
+            finish_undo(session, batch)
         return batch.id, actions
 
 
@@ -129,10 +129,11 @@ def undo_batch(
 def undo(obj: Context, batch_id: int | None, dry_run: bool, force: bool, as_json: bool) -> None:
     """Give the files of a `tags write` batch back exactly as they were.
 
-    Default: the latest batch not undone yet (`genrectl tags history` lists them). A file is
-    given back byte for byte (and its old mtime) when it is still as the write left it; a
-    file changed since is refused with the reason, and the others go on. Exit status 4 when
-    a file was refused or failed.
+    Default: the latest batch with files not given back yet (`genrectl tags history` lists
+    them). A file is given back byte for byte (and its old mtime) when it is still as the
+    write left it; a file changed since is refused with the reason, and the others go on:
+    the batch stays "partly undone" and the next `tags undo` tries it again. Exit status 4
+    when a file was refused or failed.
 
     \b
     Examples:

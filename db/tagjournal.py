@@ -23,14 +23,14 @@ class BatchSummary:
     field: str
     written: int
     undone: int  # files of it given back so far
-    undone_at: datetime | None
+    undone_at: datetime | None  # when its last file was given back
     options: dict[str, Any]
 
     @property
     def state(self) -> str:
-        if self.undone_at is None:
-            return "partly undone" if self.undone else "written"
-        return "undone" if self.undone == self.written else "partly undone"
+        if self.undone_at is not None:
+            return "undone"
+        return "partly undone" if self.undone else "written"
 
 
 def start_batch(session: Session, field: str, options: dict[str, Any]) -> TagBatch:
@@ -59,7 +59,8 @@ def forget_change(session: Session, change: TagChange) -> None:
 
 
 def batch_to_undo(session: Session, batch_id: int | None) -> TagBatch:
-    """Batch ``batch_id``, or the latest one not undone yet.
+    """Batch ``batch_id``, or the latest one with files not given back yet (a batch an undo
+    left partly done, files refused, comes first again).
 
     Raises NotFoundError for an unknown id, GenreError when there is nothing to undo."""
     if batch_id is not None:
@@ -67,8 +68,11 @@ def batch_to_undo(session: Session, batch_id: int | None) -> TagBatch:
         if batch is None:
             raise NotFoundError(f"no tags write batch {batch_id}: see `genrectl tags history`")
         return batch
+    pending = select(TagChange.id).where(
+        TagChange.batch_id == TagBatch.id, TagChange.undone_at.is_(None)
+    )
     batch = session.scalar(
-        select(TagBatch).where(TagBatch.undone_at.is_(None)).order_by(TagBatch.id.desc())
+        select(TagBatch).where(pending.exists()).order_by(TagBatch.id.desc()).limit(1)
     )
     if batch is None:
         raise GenreError("nothing to undo: no `tags write` batch is left that was not undone")
@@ -103,9 +107,11 @@ def mark_undone(change: TagChange, how: str) -> None:
     change.undone_at, change.undo = utcnow(), how
 
 
-def finish_undo(batch: TagBatch) -> None:
-    """The batch was undone (files refused stay not undone; ``--batch ID`` retries them)."""
-    batch.undone_at = utcnow()
+def finish_undo(session: Session, batch: TagBatch) -> None:
+    """Mark the batch undone once every file of it was given back (files refused keep it
+    "partly undone", and the next ``tags undo`` tries them again)."""
+    if not pending_changes(session, batch):
+        batch.undone_at = utcnow()
 
 
 def history(session: Session, *, limit: int | None = None) -> list[BatchSummary]:

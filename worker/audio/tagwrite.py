@@ -144,8 +144,9 @@ def _raw_keys(kind: str, field: str) -> list[str]:
 
 
 def read_raw(path: Path, field: str) -> dict[str, list[Any] | None]:
-    """Each native tag behind ``field`` with its values exactly as stored, None where the
-    file has no such tag (absent, which is not the same as a tag holding "")."""
+    """Each native tag behind ``field`` with its values as stored (ID3 frames as mutagen
+    reads them: a v2.3 "(17)" is "Rock"), None where the file has no such tag (absent,
+    which is not the same as a tag holding "")."""
     audio = _open(path)
     absent = audio.tags is None
     if absent:
@@ -178,8 +179,8 @@ def _set_raw(tags: Any, kind: str, raw: dict[str, list[Any] | None]) -> None:
         if values is None:
             if kind == "id3":
                 tags.delall(key)
-            else:
-                tags.pop(key, None)
+            elif key in tags:  # Vorbis comments are a list: no pop(key, default)
+                del tags[key]
         elif kind == "id3":
             from mutagen.id3 import Frames
 
