@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from collections import Counter
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -216,10 +217,13 @@ def history(obj: Context, limit: int | None, as_json: bool) -> None:
     if not batches:
         click.echo("no `tags write` has changed a file yet.")
         return
-    rows = [
-        [b.id, f"{b.created_at:%Y-%m-%d %H:%M:%S}", b.field, b.written, _state(b)] for b in batches
-    ]
-    stdout().print(table(["batch", "time", "field", "files", "state"], rows))
+    rows = [[b.id, _utc(b.created_at), b.field, b.written, _state(b)] for b in batches]
+    stdout().print(table(["batch", "time (UTC)", "field", "files", "state"], rows))
+
+
+def _utc(when: datetime) -> str:
+    aware = when if when.tzinfo else when.replace(tzinfo=UTC)  # SQLite gives naive UTC
+    return f"{aware.astimezone(UTC):%Y-%m-%d %H:%M:%S}"
 
 
 def _state(batch: Any) -> str:
