@@ -6,6 +6,7 @@ import sys
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -246,7 +247,7 @@ def apply_tag_writes(
                     Path(action.path),
                     options["field"],
                     action.values,
-                    lambda record, action=action: journal.record(action, record),  # type: ignore[misc]
+                    partial(journal.record, action),
                 )
             except TagWriteError as exc:
                 action.action, action.reason = "failed", exc.reason
