@@ -130,37 +130,34 @@ def values_to_write(
     """Per track: its label, then (``max_genres`` > 1) the secondary genres of the promoted
     model that pass their thresholds (the model's ``metrics["class_thresholds"]`` when it
     has them, else the unknown threshold): see genrectl/genres.py."""
-    labelled = {t.id: t.model_genre for t in found if t.model_genre not in (None, UNKNOWN)}
+    labelled = {t.id: t.model_genre for t in found if t.model_genre and t.model_genre != UNKNOWN}
+    out = {tid: [genre] for tid, genre in labelled.items()}
     if max_genres == 1 or not labelled:
-        return {tid: [genre] for tid, genre in labelled.items() if genre}
+        return out
     with session_scope(settings) as session:
         model = promoted_model(session)
-        assert model is not None  # tracks_to_tag checked
+        if model is None:
+            raise GenreError("no model is promoted: run `genrectl models list`")
         classes = list(model.classes)
         thresholds = dict((model.metrics or {}).get("class_thresholds") or {})
-        probabilities = dict(
-            session.execute(
+        ids = list(labelled)
+        for start in range(0, len(ids), 500):  # the probabilities of these tracks only
+            rows = session.execute(
                 select(Prediction.track_id, Prediction.probabilities).where(
-                    Prediction.model_id == model.id
+                    Prediction.model_id == model.id,
+                    Prediction.track_id.in_(ids[start : start + 500]),
                 )
-            ).all()
-        )
-    out = {}
-    for tid, genre in labelled.items():
-        probs = probabilities.get(tid)
-        if genre is None:
-            continue
-        if probs is None or len(probs) != len(classes):
-            out[tid] = [genre]
-            continue
-        out[tid] = genres_to_write(
-            genre,
-            probs,
-            classes,
-            thresholds=thresholds,
-            default_threshold=settings.unknown_threshold,
-            max_genres=max_genres,
-        )
+            )
+            for tid, probs in rows:
+                if probs is not None and len(probs) == len(classes):
+                    out[tid] = genres_to_write(
+                        labelled[tid],
+                        probs,
+                        classes,
+                        thresholds=thresholds,
+                        default_threshold=settings.unknown_threshold,
+                        max_genres=max_genres,
+                    )
     return out
 
 

@@ -15,7 +15,7 @@ from mutagen.mp4 import MP4Cover
 from sqlalchemy import select
 
 from db.engine import session_scope
-from db.models import TagChange, Track
+from db.models import Prediction, TagChange, Track
 from genrectl.settings import Settings
 from tests.cli.conftest import Invoke, json_of
 from tests.cli.library import Song, seed_library
@@ -238,3 +238,21 @@ def test_only_empty_and_overwrite_do_not_go_together(
     result = genrectl("tags", "write", "--only-empty", "--overwrite", expect=2)
     assert "--only-empty never replaces a value" in result.output
     assert "4" in genrectl("tags", "write", "--max-genres", "4", expect=2).output
+
+
+def test_without_calibrated_thresholds_the_unknown_threshold_decides(
+    genrectl: Invoke, tmp_path: Path, tagged: dict[str, Path]
+) -> None:
+    files = {k: tagged[k] for k in ("none.mp3", "none.flac")}
+    songs = [Song(str(p), "jazz", 0.9) for p in files.values()]
+    settings, ids = seed_library(tmp_path, songs, as_featurized=True)  # no class_thresholds
+    with session_scope(settings) as session:
+        prediction = session.scalar(
+            select(Prediction).where(Prediction.track_id == ids[str(files["none.flac"])])
+        )
+        assert prediction is not None
+        # blues, classical, jazz, metal, pop: blues passes 0.35, pop does not.
+        prediction.probabilities = [0.36, 0.0, 0.5, 0.0, 0.14]
+    plan = json_of(genrectl("tags", "write", "--dry-run", "--max-genres", "3", "--json"))
+    values = {Path(t["path"]).name: t["values"] for t in plan["tracks"]}
+    assert values == {"none.mp3": ["jazz"], "none.flac": ["jazz", "blues"]}
