@@ -14,6 +14,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -327,3 +328,56 @@ class Lease(Base):
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     ran_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     report: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class TagBatch(Base):
+    """One run of ``genrectl tags write`` that changed files: the journal ``tags undo`` reads.
+    ``options``: the run's flags (max_genres, only_empty, overwrite, min_confidence...)."""
+
+    __tablename__ = "tag_batches"
+
+    id: Mapped[intpk]
+    field: Mapped[str] = mapped_column(String(16))
+    options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    written: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[created_at]
+    undone_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    changes: Mapped[list[TagChange]] = relationship(
+        back_populates="batch", cascade="all, delete-orphan", order_by="TagChange.id"
+    )
+
+
+class TagChange(Base):
+    """One file's tag as ``tags write`` changed it. ``old_values``: each native tag behind
+    the field ({"TCON": ["Rock"]}, {"©gen": null, "gnre": [17]}), null where the file had no
+    such tag (absent, unlike [""]). ``patch`` rebuilds the file's exact old bytes from its
+    new ones (worker/audio/bytepatch.py), so an undo gives the file back byte for byte."""
+
+    __tablename__ = "tag_changes"
+
+    id: Mapped[intpk]
+    batch_id: Mapped[int] = mapped_column(
+        ForeignKey("tag_batches.id", ondelete="CASCADE"), index=True
+    )
+    track_id: Mapped[int | None] = mapped_column(
+        ForeignKey("tracks.id", ondelete="SET NULL"), index=True
+    )
+    path: Mapped[str] = mapped_column(Text)
+    field: Mapped[str] = mapped_column(String(16))
+    old_values: Mapped[dict[str, Any]] = mapped_column(JSON)
+    new_values: Mapped[list[str]] = mapped_column(JSON)
+    sha256_before: Mapped[sha256_hex]
+    sha256_after: Mapped[sha256_hex]
+    size_before: Mapped[int] = mapped_column(BigInteger)
+    mtime_ns_before: Mapped[int] = mapped_column(BigInteger)
+    size_after: Mapped[int] = mapped_column(BigInteger)
+    mtime_ns_after: Mapped[int] = mapped_column(BigInteger)
+    patch: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[created_at]
+    undone_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # How it was undone: "restored" (byte for byte), "already" (the file was as before),
+    # "forced" (values put back into a file changed since: not byte for byte).
+    undo: Mapped[str | None] = mapped_column(String(16))
+
+    batch: Mapped[TagBatch] = relationship(back_populates="changes")
