@@ -65,7 +65,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "each queue, the live workers per queue, the cluster's last reconcile and gc, and a "
         "warning when a queue has work and no worker.",
     ),
-    "tags": ("cli.tags:tags", "Write genre labels into your files' own tags (only when asked)."),
+    "tags": (
+        "cli.tags:tags",
+        "Write genre labels into your files' own tags (only when asked), and take them back.",
+    ),
     "tracks": ("cli.tracks:tracks", "Browse the tracks of the library."),
     "train": (
         "cli.train:train",
