@@ -6,6 +6,7 @@ from cli import (
     browse,
     commands,
     experiment,
+    genretree,
     housekeeping,
     ingest,
     jobs,
@@ -36,6 +37,7 @@ cli.add_command(experiment.evaluate)
 cli.add_command(experiment.experiment)
 cli.add_command(playlists.playlist)
 cli.add_command(browse.genres)
+browse.genres.add_command(genretree.tree)
 cli.add_command(browse.show)
 cli.add_command(labels.label)
 cli.add_command(labels.relabel)

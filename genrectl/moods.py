@@ -9,7 +9,7 @@ happy). A track *has* a mood when its score reaches the mood's threshold (``THRE
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 # mood -> encoder -> its classes (the encoders' own names, as `genrectl models classes`
 # lists them). AudioSet's seven mood classes; msd_fcn's Last.fm mood tags.
@@ -28,23 +28,25 @@ MOOD_CLASSES: dict[str, dict[str, tuple[str, ...]]] = {
     "catchy": {"msd_fcn": ("catchy",)},
 }
 MOODS: tuple[str, ...] = tuple(MOOD_CLASSES)
-# The score from which a track has the mood: placed on gtzan-mini so that each mood is
-# named for roughly the tracks whose score stands out (BENCHMARKS.md "Genre tree and
-# moods"). A threshold is a choice, not a measurement of truth: no mood ground truth exists
-# for these tracks.
+# The score from which a track has the mood: the 85th percentile of the mood's scores on
+# gtzan-mini's 100 tracks (bench/bench_moods.py), so that a mood names about the sixth of a
+# varied library whose score stands out. The encoders' mood probabilities are small (a
+# median of 0.000-0.014 on GTZAN: their training clips rarely carried mood labels), so an
+# absolute 0.5 would name no track. A choice, not a measurement of truth: no mood ground
+# truth exists for these tracks.
 THRESHOLDS: dict[str, float] = {
-    "happy": 0.25,
-    "sad": 0.15,
-    "tender": 0.15,
-    "exciting": 0.2,
-    "angry": 0.1,
-    "scary": 0.1,
-    "funny": 0.1,
-    "mellow": 0.3,
-    "party": 0.15,
-    "beautiful": 0.2,
-    "sexy": 0.1,
-    "catchy": 0.15,
+    "happy": 0.019,
+    "sad": 0.008,
+    "tender": 0.009,
+    "exciting": 0.041,
+    "angry": 0.007,
+    "scary": 0.002,
+    "funny": 0.013,
+    "mellow": 0.037,
+    "party": 0.010,
+    "beautiful": 0.022,
+    "sexy": 0.009,
+    "catchy": 0.007,
 }
 MAX_SHOWN = 3  # moods named per track (tags, tables): its strongest above threshold
 
@@ -58,9 +60,10 @@ def check_mood(name: str) -> str:
 
 
 def track_mood_names(scores: Mapping[str, float], *, limit: int = MAX_SHOWN) -> list[str]:
-    """The moods a track has (score at or above the threshold), strongest first, at most
+    """The moods a track has (score at or above the threshold), strongest first (by score
+    over threshold: the moods' scores differ in scale), at most
     ``limit``: what ``tracks list`` shows and ``tags write --field mood`` writes."""
-    over = [(s, m) for m, s in scores.items() if m in THRESHOLDS and s >= THRESHOLDS[m]]
+    over = [(s / THRESHOLDS[m], m) for m, s in scores.items() if s >= THRESHOLDS.get(m, 2.0)]
     return [m for _, m in sorted(over, key=lambda pair: (-pair[0], pair[1]))[:limit]]
 
 
@@ -81,10 +84,13 @@ def parse_tempo(text: str) -> tuple[float, float]:
     return low, high
 
 
-def describe_scores(scores: Iterable[tuple[str, float]]) -> str:
-    """``happy 41%, party 22%``: the moods a track has, strongest first."""
-    by = dict(scores)
-    return ", ".join(f"{m} {by[m]:.0%}" for m in track_mood_names(by, limit=len(by)))
+def describe_scores(scores: Mapping[str, float]) -> str:
+    """``happy 0.031 (1.6x), party 0.012 (1.2x)``: the moods a track has, strongest first,
+    with each score and how far above its threshold it is."""
+    return ", ".join(
+        f"{m} {scores[m]:.3f} ({scores[m] / THRESHOLDS[m]:.1f}x)"
+        for m in track_mood_names(scores, limit=len(scores))
+    )
 
 
 def mood_sources(moods: Sequence[str]) -> dict[str, list[str]]:

@@ -100,7 +100,9 @@ class Taxonomy:
         if key not in self.names:
             return {key}
         keys = {key} | {normalize(d) for d in self.descendants(key)}
-        return keys | {c for c, genre in self.classes.items() if genre in keys}
+        # A genre's name means it unless another genre claims that class (as ``canonical``).
+        names = {k for k in keys if self.classes.get(k, k) in keys}
+        return names | {c for c, genre in self.classes.items() if genre in keys}
 
     def expand(self, names: Iterable[str]) -> list[str]:
         """``raw_classes`` of each of ``names``, together, sorted: what a query tests."""
@@ -137,7 +139,8 @@ def _read(path: Path) -> list[_Entry]:
     genres = data.get("genres", {})
     if not isinstance(genres, dict):
         raise _fail(path, 'genres must be tables: [genres."Heavy metal"]')
-    entries, seen = [], {}
+    entries: list[_Entry] = []
+    seen: dict[str, str] = {}
     for name, body in genres.items():
         entries.append(_entry(path, name, body))
         key = normalize(name)
