@@ -81,7 +81,9 @@ def test_the_users_genre_tree_applies_at_once(db_settings: Settings) -> None:
     assert _paths(db_settings, TrackFilter(genres=("Rock",))) == ["/lib/03.flac", "/lib/04.flac"]
     # The user's own label is a raw class too.
     with session_scope(db_settings) as session:
-        set_user_label(session, session.get(Track, ids["/lib/05.flac"]), "Nu metal")
+        track = session.get(Track, ids["/lib/05.flac"])
+        assert track is not None
+        set_user_label(session, track, "Nu metal")
     path.write_text('[genres."Nu metal"]\nparent = "Metal"\n', encoding="utf-8")
     metal = _paths(db_settings, TrackFilter(genres=("metal",)))
     assert metal == ["/lib/01.flac", "/lib/02.flac", "/lib/05.flac"]

@@ -57,8 +57,8 @@ def test_too_short_or_silent_audio_has_no_rhythm() -> None:
 
 
 def test_longest_window_takes_the_middle_of_the_longest_unpadded_spec() -> None:
-    short, long = np.zeros((3, 10), np.float32), np.arange(3 * 20, dtype=np.float32)
-    long = long.reshape(3, 20)
+    short = np.zeros((3, 10), np.float32)
+    long = np.arange(3 * 20, dtype=np.float32).reshape(3, 20)
     middle = longest_window([(6.0, short, False), (29.0, long, False)])
     assert middle is not None and middle.tolist() == long[1].tolist()
     fallback = longest_window([(6.0, short, False), (29.0, long, True)])
