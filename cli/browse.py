@@ -8,9 +8,11 @@ import click
 from sqlalchemy import select
 
 from cli.app import Context, emit_json, json_option, pass_context
+from cli.genretree import genre_tree_facts, mood_facts, tree
 from db.engine import session_scope
 from db.listing import TrackFilter, labelled_tracks
 from db.models import Segment, Track
+from db.moods import with_moods
 from db.playlists import evaluate_playlist, find_track, genre_counts, list_playlists
 from db.registry import promoted_model
 from genrectl.errors import GenreError
@@ -28,11 +30,12 @@ def bar(value: float, maximum: float, *, width: int = 30) -> str:
     return "█" * (eighths // 8) + (_EIGHTHS[eighths % 8] if eighths % 8 else "")
 
 
-@click.command()
+@click.group(invoke_without_command=True)
 @json_option
 @pass_context
 def genres(obj: Context, as_json: bool) -> None:
-    """How many featurized tracks each genre has, as a bar chart.
+    """How many featurized tracks each genre has, as a bar chart; `genres tree`: your
+    genre tree.
 
     Counts use your own label where you gave one (`genrectl label`), else the promoted
     model's; "yours" says how many of them are your labels.
@@ -41,7 +44,10 @@ def genres(obj: Context, as_json: bool) -> None:
     Examples:
       genrectl genres
       genrectl genres --json | jq '.genres[] | select(.tracks > 10)'
+      genrectl genres tree
     """
+    if click.get_current_context().invoked_subcommand is not None:
+        return
     settings = obj.ready_settings()
     with session_scope(settings) as session:
         counts = genre_counts(session)
@@ -131,7 +137,7 @@ def segment_predictions(settings: Settings, track_id: int) -> list[dict[str, Any
 def track_details(settings: Settings, ref: str, *, segments: bool) -> dict[str, Any]:
     with session_scope(settings) as session:
         track = find_track(session, ref)
-        (labelled,) = labelled_tracks(session, TrackFilter(ids=(track.id,)))
+        (labelled,) = with_moods(session, labelled_tracks(session, TrackFilter(ids=(track.id,))))
         detail = {
             **labelled.to_dict(),
             "codec": track.codec,
@@ -204,6 +210,7 @@ def _facts(detail: dict[str, Any]) -> list[list[Any]]:
     if detail["label_source"] == "user":
         label += f" (your label; model: {detail['model_genre'] or '-'})"
     facts.append(["genre", label])
+    facts += genre_tree_facts(detail)
     if detail["model_genre"] is not None:
         facts.append(
             ["model", f"{detail['model']}: {detail['model_genre']} ({_pct(detail['confidence'])})"]
@@ -215,6 +222,7 @@ def _facts(detail: dict[str, Any]) -> list[list[Any]]:
         facts.append(["music", _pct(detail["music"])])
     if detail["tags"]:
         facts.append(["sounds like", ", ".join(f"{n} {_pct(p)}" for n, p in detail["tags"])])
+    facts += mood_facts(detail)
     if detail["note"]:
         facts.append(["note", detail["note"]])
     if detail["playlists"]:
@@ -246,3 +254,6 @@ def _print_details(detail: dict[str, Any]) -> None:
         console.print(table(columns, rows, title=f"segments ({seconds:g} s each)"))
     elif detail["segments_note"]:
         click.echo(f"segments: {detail['segments_note']}")
+
+
+genres.add_command(tree)

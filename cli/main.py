@@ -24,7 +24,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "worker killed while writing), shards no track uses any more, and the features of "
         "tracks deleted from the library.",
     ),
-    "genres": ("cli.browse:genres", "How many featurized tracks each genre has, as a bar chart."),
+    "genres": (
+        "cli.browse:genres",
+        "How many featurized tracks each genre has, as a bar chart; `genres tree`: your genre "
+        "tree.",
+    ),
     "ingest": ("cli.ingest:ingest", "Add the music under PATHS to the library."),
     "jobs": ("cli.jobs:jobs", "Batches of work (one per `genrectl ingest`) and their items."),
     "label": (

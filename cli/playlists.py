@@ -12,9 +12,11 @@ import click
 from sqlalchemy.orm import Session
 
 from cli.app import Context, emit_json, json_option, pass_context
+from cli.moodopts import audio_options, audio_rule
 from db.engine import session_scope
 from db.listing import UNKNOWN, LabelledTrack, TrackFilter, labelled_tracks, normalize_genre
 from db.models import Playlist, TrackStatus
+from db.moods import MoodRule
 from db.playlists import (
     ORDERS,
     evaluate_playlist,
@@ -32,7 +34,9 @@ MAX_SEED = 2**31 - 1
 
 def rule_summary(playlist: Playlist) -> str:
     """``jazz, blues; confidence >= 60%; 2 per artist; 50 tracks; random (seed 7)``."""
-    parts = [", ".join(playlist.genres)]
+    parts = [", ".join(playlist.genres)] if playlist.genres else []
+    if playlist.mood_rule:
+        parts.append(MoodRule.from_dict(playlist.mood_rule).summary())
     if playlist.min_confidence is not None:
         parts.append(f"confidence >= {playlist.min_confidence:.0%}")
     if playlist.max_per_artist is not None:
@@ -53,6 +57,7 @@ def playlist_dict(playlist: Playlist) -> dict[str, Any]:
         "order": playlist.order_by,
         "max_per_artist": playlist.max_per_artist,
         "seed": playlist.seed,
+        "mood_rule": playlist.mood_rule,
         "rule": rule_summary(playlist),
         "created_at": playlist.created_at.isoformat(timespec="seconds"),
         "refreshed_at": None
@@ -104,13 +109,16 @@ def playlist() -> None:
 
 @playlist.command("create")
 @click.argument("name")
-@click.option("--genre", "genres", multiple=True, required=True, help="Genre to include (repeat).")
+@click.option(
+    "--genre", "genres", multiple=True, help="Genre to include, with its subgenres (repeat)."
+)
 @click.option("--min-confidence", type=click.FloatRange(0, 1), help="Model confidence 0..1.")
 @click.option("--limit", type=click.IntRange(min=1), help="At most this many tracks.")
 @click.option("--order", type=click.Choice(ORDERS), default="confidence", show_default=True)
 @click.option("--max-per-artist", type=click.IntRange(min=1), help="At most N tracks per artist.")
 @click.option("--seed", type=click.IntRange(0, MAX_SEED), help="Seed of --order random.")
 @click.option("--replace", is_flag=True, help="Replace a playlist of the same name.")
+@audio_options
 @json_option
 @pass_context
 def create(obj: Context, name: str, **options: Any) -> None:
@@ -124,8 +132,12 @@ def create(obj: Context, name: str, **options: Any) -> None:
       genrectl playlist create jazz --genre jazz
       genrectl playlist create "Party" --genre disco --genre pop --min-confidence 0.6 \\
           --order random --max-per-artist 2 --limit 40
+      genrectl playlist create "Upbeat rock" --genre Rock --mood happy --min-energy 0.6
     """
     name = _check_name(name)
+    mood = audio_rule(options)
+    if not (options["genres"] or mood):
+        raise click.UsageError("give at least one --genre, --mood, --min-energy or --tempo")
     if options["seed"] is not None and options["order"] != "random":
         raise click.BadParameter("--seed only applies to --order random", param_hint="--seed")
     settings = obj.ready_settings()
@@ -149,6 +161,7 @@ def create(obj: Context, name: str, **options: Any) -> None:
                 order_by=options["order"],
                 max_per_artist=options["max_per_artist"],
                 seed=seed,
+                mood_rule=mood.to_dict(),
             )
         )
         session.flush()

@@ -7,9 +7,11 @@ from typing import Any
 import click
 
 from cli.app import Context, emit_json, json_option, pass_context
+from cli.moodopts import audio_options, audio_rule, energy_cell, mood_cell, tempo_cell
 from db.engine import session_scope
 from db.listing import SORT_KEYS, LabelledTrack, TrackFilter, count_labelled, track_page
 from db.models import TrackStatus
+from db.moods import with_moods
 
 
 def _pct(value: float | None) -> str:
@@ -45,12 +47,15 @@ def tracks() -> None:
 )
 @click.option("--reverse", is_flag=True, help="Reverse the order.")
 @click.option("--limit", type=click.IntRange(min=1), help="At most this many tracks.")
+@audio_options
 @json_option
 @pass_context
 def list_tracks(obj: Context, **options: Any) -> None:
     """List tracks: tags, genre label, confidence and the file's own genre tag side by side.
 
     The genre is your own label where you gave one (shown "(you)"), else the promoted model's.
+    --genre takes a genre of your genre tree with the genres below it (`genrectl genres
+    tree`): --genre Rock lists metal and punk too.
 
     \b
     Examples:
@@ -59,16 +64,21 @@ def list_tracks(obj: Context, **options: Any) -> None:
       genrectl tracks list --unknown
       genrectl tracks list --failed
       genrectl tracks list --json --limit 10
+      genrectl tracks list --genre Rock --mood happy --min-energy 0.6 --tempo 100-130
     """
     settings = obj.ready_settings()
     statuses = [TrackStatus.FAILED] if options["failed"] else []
     if options["status_"]:
         statuses.append(options["status_"])
+    mood = audio_rule(options)
     rule = TrackFilter(
         genres=options["genres"],
         min_confidence=options["min_confidence"],
         unknown=options["unknown"],
         statuses=statuses,
+        moods=mood.moods,
+        min_energy=mood.min_energy,
+        tempo=mood.tempo,
     )
     limit = options["limit"]
     with session_scope(settings) as session:
@@ -78,13 +88,16 @@ def list_tracks(obj: Context, **options: Any) -> None:
         # A full page may be a cut: the table says of how many.
         cut = not options["as_json"] and limit is not None and len(found) == limit
         total = count_labelled(session, rule) if cut else len(found)
+        found = with_moods(session, found)
     if options["as_json"]:
         emit_json([t.to_dict() for t in found])
         return
-    _print_tracks(found, total=total, failed=options["failed"])
+    _print_tracks(found, total=total, failed=options["failed"], audio=bool(mood))
 
 
-def _print_tracks(found: list[LabelledTrack], *, total: int, failed: bool) -> None:
+def _print_tracks(
+    found: list[LabelledTrack], *, total: int, failed: bool, audio: bool = False
+) -> None:
     from cli.render import stdout, table
 
     if failed:
@@ -109,5 +122,9 @@ def _print_tracks(found: list[LabelledTrack], *, total: int, failed: bool) -> No
             columns.append("why unknown")
             for row, t in zip(rows, found, strict=True):
                 row.append(t.reason if t.source != "user" else None)
+        if audio:  # asked by mood, energy or tempo: show them
+            columns += ["moods", "bpm", "energy"]
+            for row, t in zip(rows, found, strict=True):
+                row += [mood_cell(t.moods), tempo_cell(t.tempo_bpm), energy_cell(t.energy)]
     stdout().print(table(columns, rows))
     click.echo(f"{len(found)} tracks" if total == len(found) else f"{len(found)} of {total} tracks")

@@ -74,6 +74,7 @@ def session_scope(settings: Settings) -> Iterator[Session]:
     """A session that commits on success and rolls back on error."""
     factory = sessionmaker(get_engine(settings), expire_on_commit=False)
     with factory() as session:
+        session.info["settings"] = settings  # the user's genre tree (db.genretree)
         try:
             yield session
             session.commit()

@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import ColumnElement, CompoundSelect, Select, and_, case, func, select, union_all
 from sqlalchemy.orm import Session
 
+from db.genretree import session_taxonomy
 from db.models import Model, Prediction, Track, UserLabel
+from db.moods import audio_filtered, has_audio_rule
 from db.registry import promoted_model
 
 UNKNOWN = "unknown"  # the model's answer below the unknown threshold (worker.inference.label)
@@ -49,6 +51,11 @@ class LabelledTrack:
     music: float | None = None  # the encoder's P(music), for models that have one
     tags: list[list[Any]] | None = None  # the encoder's strongest other classes
     note: str | None = None  # about the track itself (e.g. shorter than one window)
+    canonical_genre: str | None = None  # ``genre`` in the genre tree (genrectl.taxonomy)
+    genre_parents: tuple[str, ...] = ()  # its parents there, nearest first
+    tempo_bpm: float | None = None
+    energy: float | None = None
+    moods: dict[str, float] | None = None  # mood -> score, where asked for (db.moods)
 
     @property
     def rank_confidence(self) -> float:
@@ -83,20 +90,29 @@ class LabelledTrack:
             "music": None if self.music is None else round(self.music, 4),
             "tags": self.tags,
             "note": self.note,
+            "canonical_genre": self.canonical_genre,
+            "genre_parents": list(self.genre_parents),
+            "tempo_bpm": self.tempo_bpm,
+            "energy": self.energy,
+            **({} if self.moods is None else {"moods": self.moods}),
         }
 
 
 @dataclass(frozen=True)
 class TrackFilter:
-    """Which tracks: ``genres`` (effective label), ``min_confidence`` (model labels only:
-    the user's labels always pass), ``unknown`` (the model could not decide and the user has
-    not labelled), ``statuses``, ``ids``."""
+    """Which tracks: ``genres`` (effective label; a genre of the tree includes the genres
+    below it), ``min_confidence`` (model labels only: the user's labels always pass),
+    ``unknown`` (the model could not decide and the user has not labelled), ``statuses``,
+    ``ids``; ``moods`` (any of them), ``min_energy``, ``tempo`` (BPM range): db.moods."""
 
     genres: Sequence[str] = ()
     min_confidence: float | None = None
     unknown: bool = False
     statuses: Sequence[str] = ()
     ids: Sequence[int] = ()
+    moods: Sequence[str] = ()
+    min_energy: float | None = None
+    tempo: tuple[float, float] | None = None
 
 
 def normalize_genre(genre: str) -> str:
@@ -135,6 +151,7 @@ def _filtered(query: Select[Any], model_id: int, rule: TrackFilter) -> Select[An
         query = query.where(Track.id.in_(list(rule.ids)))
     if rule.statuses:
         query = query.where(Track.status.in_(list(rule.statuses)))
+    query = audio_filtered(query, rule)
     matching = _matching_ids(model_id, rule)
     return query if matching is None else query.where(Track.id.in_(matching))
 
@@ -148,6 +165,7 @@ def _filtered_per_row(query: Select[Any], rule: TrackFilter) -> Select[Any]:
         query = query.where(Track.id.in_(list(rule.ids)))
     if rule.statuses:
         query = query.where(Track.status.in_(list(rule.statuses)))
+    query = audio_filtered(query, rule)
     if rule.genres:
         query = query.where(genre.in_([normalize_genre(g) for g in rule.genres]))
     if rule.unknown:
@@ -209,8 +227,9 @@ def count_labelled(
 ) -> int:
     """How many tracks ``labelled_tracks`` would return, counted by the database."""
     model_id = -1 if (model := model or promoted_model(session)) is None else model.id
+    rule = expand_genres(session, rule)
     matching = _matching_ids(model_id, rule)
-    if matching is not None and not (rule.ids or rule.statuses):
+    if matching is not None and not (rule.ids or rule.statuses or has_audio_rule(rule)):
         # Every label belongs to a track (a foreign key): the two index ranges are the count.
         return session.scalar(select(func.count()).select_from(matching.subquery())) or 0
     query = select(func.count()).select_from(Track)
@@ -232,6 +251,7 @@ def labelled_tracks(
     database orders and cuts, so a page of a big library reads only that page's rows."""
     model = model or promoted_model(session)
     name = None if model is None else model.name
+    rule, taxonomy = expand_genres(session, rule), session_taxonomy(session)
     walk = sort == "path" and limit is not None
     per_row = walk and _selects_many(session, -1 if model is None else model.id, rule)
     query = _labels_query(model, rule, per_row=per_row).order_by(*_sql_order(sort, reverse))
@@ -240,6 +260,8 @@ def labelled_tracks(
         query.limit(limit).offset(offset or None)
     ):
         source = USER if user_genre else MODEL if model_genre else None
+        genre = user_genre or model_genre
+        canonical = None if genre is None else taxonomy.canonical(genre)
         out.append(
             LabelledTrack(
                 id=track.id,
@@ -251,7 +273,7 @@ def labelled_tracks(
                 title=track.title,
                 album=track.album,
                 genre_tag=track.genre_tag,
-                genre=user_genre or model_genre,
+                genre=genre,
                 source=source,
                 user_genre=user_genre,
                 model_genre=model_genre,
@@ -262,9 +284,22 @@ def labelled_tracks(
                 music=music,
                 tags=tags,
                 note=track.note,
+                canonical_genre=canonical,
+                genre_parents=() if canonical is None else tuple(taxonomy.parents(canonical)),
+                tempo_bpm=track.tempo_bpm,
+                energy=track.energy,
             )
         )
     return out
+
+
+def expand_genres(session: Session, rule: TrackFilter) -> TrackFilter:
+    """``rule`` with each genre replaced by the raw classes of it and the genres below it in
+    the session's genre tree ("rock" -> "rock", "metal", "heavy metal", "punk"...): still one
+    index range per class."""
+    if not rule.genres:
+        return rule
+    return replace(rule, genres=tuple(session_taxonomy(session).expand(rule.genres)))
 
 
 def _text_key(value: str | None) -> tuple[bool, str]:

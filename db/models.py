@@ -96,6 +96,10 @@ class Track(Base):
     title: Mapped[str | None] = mapped_column(Text)
     album: Mapped[str | None] = mapped_column(Text)
     genre_tag: Mapped[str | None] = mapped_column(Text)
+    # Beats per minute and energy 0..1, measured at featurize time (worker.features.rhythm);
+    # None for tracks featurized before they existed (migration 13c3d4e5f0d3).
+    tempo_bpm: Mapped[float | None] = mapped_column(Float, index=True)
+    energy: Mapped[float | None] = mapped_column(Float, index=True)
     added_at: Mapped[created_at]
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, onupdate=utcnow
@@ -279,9 +283,26 @@ class Playlist(Base):
     order_by: Mapped[str] = mapped_column(String(16), default="confidence")
     max_per_artist: Mapped[int | None]
     seed: Mapped[int | None]  # fixed at creation for random order, so the order is stable
+    # Moods, minimum energy and tempo range the tracks must have (db.moods.MoodRule), or None.
+    mood_rule: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     track_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
     created_at: Mapped[created_at]
     refreshed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class TrackMood(Base):
+    """How strongly a track has one mood (0..1), from its encoders' classes when it was
+    labelled (worker.inference.moods). Indexed by mood and score: ``--mood happy`` is one
+    range of the index."""
+
+    __tablename__ = "track_moods"
+    __table_args__ = (Index("ix_track_moods_mood_score", "mood", "score", "track_id"),)
+
+    track_id: Mapped[int] = mapped_column(
+        ForeignKey("tracks.id", ondelete="CASCADE"), primary_key=True
+    )
+    mood: Mapped[str] = mapped_column(String(32), primary_key=True)
+    score: Mapped[float] = mapped_column(Float)
 
 
 class UserLabel(Base):

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from db.genretree import session_taxonomy
 from db.listing import (
     SORT_KEYS,
     SQL_SORTS,
@@ -24,6 +25,7 @@ from db.listing import (
     normalize_genre,
 )
 from db.models import Model, Playlist, Prediction, Track, TrackStatus, UserLabel, utcnow
+from db.moods import MoodRule
 from db.registry import promoted_model
 from genrectl.errors import NotFoundError
 
@@ -64,10 +66,14 @@ def evaluate_playlist(
     session: Session, playlist: Playlist, *, model: Model | None = None
 ) -> list[LabelledTrack]:
     """The tracks a playlist's rule selects now, in its order."""
+    mood = MoodRule.from_dict(playlist.mood_rule)
     rule = TrackFilter(
         genres=playlist.genres,
         min_confidence=playlist.min_confidence,
         statuses=(TrackStatus.OK,),
+        moods=mood.moods,
+        min_energy=mood.min_energy,
+        tempo=mood.tempo,
     )
     if playlist.order_by in SQL_SORTS and playlist.max_per_artist is None:
         # Only the order decides which tracks stay: the database cuts the list.
@@ -136,7 +142,8 @@ def known_genres(session: Session) -> set[str]:
     genres = set(session.scalars(select(UserLabel.genre).distinct()))
     if model is not None:
         genres |= {normalize_genre(c) for c in model.classes} | {UNKNOWN}
-    return genres
+    taxonomy = session_taxonomy(session)  # a genre of the tree whose classes a label has
+    return genres | {k for k in taxonomy.names if taxonomy.raw_classes(k) & genres}
 
 
 def genre_counts(session: Session) -> dict[str, Any]:

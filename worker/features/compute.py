@@ -17,6 +17,7 @@ from genrectl.errors import ConfigError
 from worker.audio.decode import AudioInfo, DecodedWindows, load_windows
 from worker.features.encoder import EncoderParams, encoder_outputs
 from worker.features.mel import FeatureParams, mel_db
+from worker.features.rhythm import Rhythm, longest_window, measure_rhythm
 from worker.features.sets import FeatureSet
 
 
@@ -37,6 +38,7 @@ class Featurized:
     info: AudioInfo
     rows: dict[str, FeatureRows]
     note: str | None
+    rhythm: Rhythm | None = None  # tempo and energy (worker.features.rhythm)
 
 
 def compute_features(feature_set: FeatureSet, windows: DecodedWindows) -> dict[str, np.ndarray]:
@@ -62,9 +64,8 @@ def featurize_file(
         s.window_spec(max_windows=max_segments) if isinstance(s, FeatureParams) else s.window_spec()
         for s in sets
     ]
-    info, decoded = load_windows(
-        path, sample_rate=rates.pop(), specs=specs, min_seconds=min_seconds
-    )
+    rate = rates.pop()
+    info, decoded = load_windows(path, sample_rate=rate, specs=specs, min_seconds=min_seconds)
     rows = {
         s.version: FeatureRows(list(w.starts_s), compute_features(s, w))
         for s, w in zip(sets, decoded, strict=True)
@@ -75,4 +76,7 @@ def featurize_file(
         spec = max(padded, key=lambda s: s.seconds)
         how = "repeated to fill it" if spec.fill == "repeat" else "zero-padded"
         note = f"{info.duration_s:.1f} s: shorter than one {spec.seconds:g} s window, {how}"
-    return Featurized(info, rows, note)
+    windows = [(s.seconds, w.audio, w.padded) for s, w in zip(specs, decoded, strict=True)]
+    middle = longest_window(windows)
+    rhythm = None if middle is None else measure_rhythm(audio=middle, sample_rate=rate)
+    return Featurized(info, rows, note, rhythm)

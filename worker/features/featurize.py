@@ -174,6 +174,7 @@ def _featurize_one(
         error = f"internal error: {type(exc).__name__}: {' '.join(str(exc).split())}"[:300]
         return Outcome(track_id, TrackStatus.PENDING, error=error, content_hash=content_hash)
     outcome.info, outcome.note, outcome.computed = featurized.info, featurized.note, featurized.rows
+    outcome.rhythm = featurized.rhythm
     return outcome
 
 

@@ -16,6 +16,7 @@ from db.models import Job, JobStatus, Segment, Shard, Track, TrackStatus, utcnow
 from worker.audio.decode import AudioInfo
 from worker.audio.tags import Tags
 from worker.features.compute import FeatureRows
+from worker.features.rhythm import Rhythm
 from worker.features.shards import ShardInfo
 
 # A file on which a worker process died (or genrectl met a bug) this many times fails alone.
@@ -39,6 +40,7 @@ class Outcome:
     note: str | None = None
     computed: dict[str, FeatureRows] = field(default_factory=dict)
     reuse: dict[str, int] = field(default_factory=dict)
+    rhythm: Rhythm | None = None
 
 
 def record_outcomes(
@@ -158,6 +160,8 @@ def _record_track(
             info.codec,
         )
         track.note = outcome.note
+    if outcome.rhythm is not None:
+        track.tempo_bpm, track.energy = outcome.rhythm.tempo_bpm, outcome.rhythm.energy
     for version, (shard_row, first, rows) in placed.items():
         session.execute(
             delete(Segment).where(Segment.track_id == track.id, Segment.feature_version == version)
@@ -181,7 +185,7 @@ def _copy_segments(session: Session, *, source_id: int, track: Track, version: s
     session.execute(
         delete(Segment).where(Segment.track_id == track.id, Segment.feature_version == version)
     )
-    for attr in ("duration_s", "sample_rate", "channels", "codec", "note"):
+    for attr in ("duration_s", "sample_rate", "channels", "codec", "note", "tempo_bpm", "energy"):
         setattr(track, attr, getattr(source, attr))
     session.add_all(
         Segment(

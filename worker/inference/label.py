@@ -30,6 +30,7 @@ from worker.features.encoder import LEVEL, EncoderParams
 from worker.features.sets import FeatureSet, model_feature_sets
 from worker.features.shards import open_shard
 from worker.inference.describe import EncoderView, describe, track_level
+from worker.inference.moods import record_moods
 from worker.inference.predict import Rows, score_tracks
 from worker.models.device import resolve_device
 from worker.models.encoders import class_names
@@ -102,6 +103,8 @@ def rows_needed(loaded: LoadedModel, sets: Sequence[FeatureSet]) -> list[list[st
         names = set(loaded.model.needs(position))
         if isinstance(feature_set, EncoderParams) and feature_set.encoder == "mn04":
             names |= {"logits", LEVEL}
+        if isinstance(feature_set, EncoderParams) and "logits" in feature_set.outputs:
+            names.add("logits")  # the track's moods (worker.inference.moods)
         out.append(sorted(names))
     return out
 
@@ -253,6 +256,7 @@ def infer_shard(
         return 0
     labels = label_tracks(loaded, rows, settings=settings)
     _store(settings, model_id, labels, settings.unknown_threshold)
+    record_moods(settings, sets, rows)
     return len(labels)
 
 
