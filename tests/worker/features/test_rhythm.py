@@ -72,3 +72,32 @@ def test_featurizing_measures_the_rhythm_from_its_own_decode(render_audio: Rende
     )
     assert featurized.rhythm is not None
     assert featurized.rhythm.tempo_bpm == pytest.approx(120, rel=0.03)
+
+
+def test_the_numpy_steps_are_librosas(render_audio: RenderAudio) -> None:
+    """The mel power, onset envelope and tempo are librosa's, computed without it (its first
+    call in a process costs seconds): checked against librosa itself on a real decode."""
+    import librosa
+
+    from worker.features import rhythm
+
+    rng = np.random.default_rng(7)
+    audio = _decoded(render_audio("mp3", 20.0, "song")) + np.float32(0.01) * rng.standard_normal(
+        441000
+    ).astype(np.float32)
+    mel = librosa.feature.melspectrogram(
+        y=audio, sr=22050, n_fft=rhythm.N_FFT, hop_length=rhythm.HOP, n_mels=rhythm.N_MELS
+    )
+    ours = rhythm._mel_power(audio, 22050)
+    assert np.abs(ours - mel).max() <= 1e-4 * mel.max()
+    envelope = librosa.onset.onset_strength(S=librosa.power_to_db(mel), sr=22050)
+    np.testing.assert_allclose(rhythm._onset_envelope(mel), envelope, atol=1e-3)
+    frames = librosa.util.frame(
+        np.pad(envelope, rhythm.TEMPOGRAM_WINDOW // 2, mode="linear_ramp", end_values=[0, 0]),
+        frame_length=rhythm.TEMPOGRAM_WINDOW,
+        hop_length=rhythm.TEMPOGRAM_STRIDE,
+    )
+    window = librosa.filters.get_window("hann", rhythm.TEMPOGRAM_WINDOW, fftbins=True)
+    gram = librosa.util.normalize(librosa.autocorrelate(frames * window[:, None], axis=0), axis=0)
+    expected = librosa.feature.tempo(tg=gram, sr=22050, hop_length=rhythm.HOP)[0]
+    assert rhythm._tempo(envelope, 22050) == pytest.approx(expected)
