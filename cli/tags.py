@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from worker.audio.tagundo import WriteRecord
     from worker.audio.tagwrite import FileStamp
 
-FIELDS = ("genre", "grouping")
+FIELDS = ("genre", "grouping", "mood")
 
 
 @dataclass
@@ -52,10 +52,14 @@ class TagAction:
         return self
 
 
-def _refusal(track: LabelledTrack, min_confidence: float | None) -> tuple[str, str] | None:
+def _refusal(
+    track: LabelledTrack, min_confidence: float | None, field: str
+) -> tuple[str, str] | None:
     """Why the model's label of ``track`` must not go into its file: (kind, reason)."""
     if track.model_genre is None:
         return "not labelled", "not labelled by the promoted model"
+    if field == "mood":  # the encoders' moods: your genre label and the genre's doubt aside
+        return None
     if track.user_genre is not None and track.user_genre != track.model_genre:
         return "your label differs", (
             f"your label {track.user_genre!r} differs from the model's {track.model_genre!r}"
@@ -77,9 +81,11 @@ def _plan_one(
 
     action = TagAction(track.id, track.path, "write", value="; ".join(values) or None)
     action.values = values
-    refusal = _refusal(track, options["min_confidence"])
+    refusal = _refusal(track, options["min_confidence"], options["field"])
     if refusal:
         return action.skip(*refusal)
+    if not values:
+        return action.skip("no mood", "no mood reaches its threshold")
     path = Path(track.path)
     try:
         info = path.stat()
@@ -122,6 +128,16 @@ def tracks_to_tag(
             for tid, size, mtime in session.execute(select(Track.id, Track.size, Track.mtime_ns))
         }
     return found, stamps
+
+
+def moods_to_write(settings: Settings, found: list[LabelledTrack]) -> dict[int, list[str]]:
+    """Per track: its moods, strongest first (``db.moods.track_moods``); [] for none."""
+    from db.moods import mood_scores
+    from genrectl.moods import track_mood_names
+
+    with session_scope(settings) as session:
+        scores = mood_scores(session, [t.id for t in found])
+    return {t.id: track_mood_names(scores.get(t.id, {})) for t in found}
 
 
 def values_to_write(
@@ -310,6 +326,7 @@ def write(obj: Context, **options: Any) -> None:
       genrectl tags write --field grouping --min-confidence 0.6
       genrectl tags write --only-empty
       genrectl tags write --genre jazz --overwrite
+      genrectl tags write --field mood      # the track's moods (genrectl tracks show)
     """
     from cli.render import count_progress
 
@@ -321,7 +338,10 @@ def write(obj: Context, **options: Any) -> None:
     settings = obj.ready_settings()
     quiet = obj.quiet or options["as_json"]
     found, stamps = tracks_to_tag(settings, options["genres"])
-    values = values_to_write(settings, found, options["max_genres"])
+    if options["field"] == "mood":
+        values = moods_to_write(settings, found)
+    else:
+        values = values_to_write(settings, found, options["max_genres"])
     with count_progress("Reading tags", len(found), quiet=quiet) as bar:
         plan = plan_tag_writes(found, stamps, values, options, bar)
     batch = None

@@ -15,7 +15,7 @@ from mutagen.mp4 import MP4Cover
 from sqlalchemy import select
 
 from db.engine import session_scope
-from db.models import Prediction, TagChange, Track
+from db.models import Prediction, TagChange, Track, TrackMood
 from genrectl.settings import Settings
 from tests.cli.conftest import Invoke, json_of
 from tests.cli.library import Song, seed_library
@@ -256,3 +256,38 @@ def test_without_calibrated_thresholds_the_unknown_threshold_decides(
     plan = json_of(genrectl("tags", "write", "--dry-run", "--max-genres", "3", "--json"))
     values = {Path(t["path"]).name: t["values"] for t in plan["tracks"]}
     assert values == {"none.mp3": ["jazz"], "none.flac": ["jazz", "blues"]}
+
+
+def test_moods_are_written_per_format_and_taken_back(
+    genrectl: Invoke, tmp_path: Path, tagged: dict[str, Path]
+) -> None:
+    """``--field mood`` writes a track's moods (strongest first) where each format keeps a
+    mood (TMOO, MOOD=, the iTunes MOOD atom), and undo gives the bytes back; ID3v2.3 has no
+    mood frame and is refused, untouched."""
+    settings = _library(tmp_path, tagged)
+    with session_scope(settings) as session:
+        for track in session.scalars(select(Track)):
+            session.add_all(
+                [
+                    TrackMood(track_id=track.id, mood="sad", score=0.99),
+                    TrackMood(track_id=track.id, mood="tender", score=0.999),
+                    TrackMood(track_id=track.id, mood="happy", score=0.0),
+                ]
+            )
+    before = _state(tagged)
+    summary = json_of(
+        genrectl("tags", "write", "--field", "mood", "--json", expect=4),
+    )
+    v23 = {name for name in tagged if name.endswith("-v23.mp3")}
+    assert (summary["written"], summary["failed"]) == (len(tagged) - len(v23), len(v23))
+    for name, path in tagged.items():
+        expected = [] if name in v23 else ["sad", "tender"]
+        assert sorted(read_values(path, "mood")) == expected, name
+    assert sorted(ID3(tagged["none.mp3"])["TMOO"].text) == ["sad", "tender"]
+    assert sorted(mutagen.File(tagged["none.flac"])["mood"]) == ["sad", "tender"]
+    assert [
+        bytes(v) for v in mutagen.File(tagged["none.m4a"]).tags["----:com.apple.iTunes:MOOD"]
+    ] == [v.encode() for v in read_values(tagged["none.m4a"], "mood")]
+    assert {_state({n: tagged[n]})[n] for n in v23} == {before[n] for n in v23}
+    genrectl("tags", "undo", "--json")
+    assert _state(tagged) == before

@@ -31,7 +31,7 @@ from typing import Any
 
 from genrectl.errors import GenreError
 
-FIELDS = ("genre", "grouping")
+FIELDS = ("genre", "grouping", "mood")
 V23_SEPARATOR = "/"  # between several values of one ID3v2.3 text frame
 
 
@@ -67,6 +67,8 @@ def _kind(tags: Any, path: Path) -> str:
     raise TagWriteError(path, f"genrectl cannot write {type(tags).__name__} tags")
 
 
+MP4_MOOD = "----:com.apple.iTunes:MOOD"  # a freeform atom: its values are bytes
+
 _KEYS = {
     ("vorbis", "genre"): ["genre"],
     ("vorbis", "grouping"): ["grouping"],
@@ -78,6 +80,12 @@ _KEYS = {
     ("ape", "grouping"): ["Grouping"],
     ("id3", "genre"): ["TCON"],
     ("id3", "grouping"): ["TIT1", "GRP1"],
+    # Mood: the names Picard and foobar2000 use. ID3's TMOO exists in v2.4 only.
+    ("vorbis", "mood"): ["mood"],
+    ("mp4", "mood"): [MP4_MOOD],
+    ("asf", "mood"): ["WM/Mood"],
+    ("ape", "mood"): ["Mood"],
+    ("id3", "mood"): ["TMOO"],
 }
 
 
@@ -93,12 +101,18 @@ def _open(path: Path, cls: Any = None) -> Any:
     return audio
 
 
+def _text(value: Any) -> Any:
+    if isinstance(value, bytes):  # an MP4 freeform value (MP4FreeForm is bytes)
+        return value.decode("utf-8", "replace")
+    return value if isinstance(value, int | str) else str(value)
+
+
 def _strings(value: Any) -> list[Any]:
     """The values a tag holds, exactly as stored (ID3 text, MP4 ints, ASF and APE text)."""
     if hasattr(value, "text"):  # an ID3 text frame
         return list(value.text)
     if isinstance(value, list | tuple):
-        return [v if isinstance(v, int | str) else str(v) for v in value]
+        return [_text(v) for v in value]
     if hasattr(value, "kind") and hasattr(value, "__iter__"):  # an APEv2 text value
         return list(value)
     return [value if isinstance(value, int | str) else str(value)]
@@ -161,16 +175,26 @@ def read_raw(path: Path, field: str) -> dict[str, list[Any] | None]:
 def set_values(tags: Any, kind: str, field: str, values: list[str]) -> None:
     """Set the native tags behind ``field`` in ``tags`` (of ``kind``) to ``values``."""
     if kind == "id3":
-        from mutagen.id3 import GRP1, TCON, TIT1
+        from mutagen.id3 import GRP1, TCON, TIT1, TMOO
 
-        frames = {"TCON": TCON, "TIT1": TIT1, "GRP1": GRP1}
+        if field == "mood" and tags.version[:2] == (2, 3):
+            raise ValueError("ID3v2.3 has no mood frame (TMOO is ID3v2.4's)")
+        frames = {"TCON": TCON, "TIT1": TIT1, "GRP1": GRP1, "TMOO": TMOO}
         for key in _KEYS[(kind, field)]:
             tags.setall(key, [frames[key](encoding=3, text=values)])
         return
     for key in _KEYS[(kind, field)]:
-        tags[key] = list(values)
+        tags[key] = _native(key, values)
     if kind == "mp4" and field == "genre":
         tags.pop("gnre", None)  # the numeric ID3v1-style genre would contradict ours
+
+
+def _native(key: str, values: list[Any]) -> list[Any]:
+    if key == MP4_MOOD:
+        from mutagen.mp4 import MP4FreeForm
+
+        return [MP4FreeForm(str(v).encode("utf-8")) for v in values]
+    return list(values)
 
 
 def _set_raw(tags: Any, kind: str, raw: dict[str, list[Any] | None]) -> None:
@@ -186,7 +210,7 @@ def _set_raw(tags: Any, kind: str, raw: dict[str, list[Any] | None]) -> None:
 
             tags.setall(key, [Frames[key](encoding=3, text=[str(v) for v in values])])
         else:
-            tags[key] = list(values)
+            tags[key] = _native(key, values)
 
 
 def _save(audio: Any, kind: str) -> None:
@@ -239,7 +263,7 @@ def staged_edit(path: Path, edit: Callable[[Any, str], None]) -> Iterator[Path]:
             edit(audio.tags, kind)
             _save(audio, kind)
             _fsync(tmp)
-        except (mutagen.MutagenError, OSError) as exc:
+        except (mutagen.MutagenError, OSError, ValueError) as exc:
             raise TagWriteError(path, str(exc)) from None
         yield tmp
         try:

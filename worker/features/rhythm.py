@@ -11,8 +11,8 @@ decode of their own.
   tempo within 2 % on 97 of gtzan-mini's 100 tracks. Computed here in numpy (and torch's
   STFT) step for step as librosa does (the same tempo and energy on all 100 tracks):
   librosa's own functions cost 5-7 s of imports and JIT compilation at their first call in
-  a process, which every worker and every one-track ingest would pay. Like every such estimate it can land
-  on half or double the tempo a listener taps.
+  a process, which every worker and every one-track ingest would pay. Like every such
+  estimate it can land on half or double the tempo a listener taps.
 - **energy** (0..1): the mean of three level-independent measures, each mapped onto 0..1
   between fixed ends placed on gtzan-mini: *density*, the window's RMS relative to its own
   peak (-20 dB: 0, -10 dB: 1; a loud, compressed master reads high, a sparse or dynamic one
