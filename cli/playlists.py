@@ -32,7 +32,9 @@ MAX_SEED = 2**31 - 1
 
 def rule_summary(playlist: Playlist) -> str:
     """``jazz, blues; confidence >= 60%; 2 per artist; 50 tracks; random (seed 7)``."""
-    parts = [", ".join(playlist.genres)]
+    from cli.similar import like_summary
+
+    parts = [p for p in [", ".join(playlist.genres), *like_summary(playlist)] if p]
     if playlist.min_confidence is not None:
         parts.append(f"confidence >= {playlist.min_confidence:.0%}")
     if playlist.max_per_artist is not None:
@@ -53,6 +55,8 @@ def playlist_dict(playlist: Playlist) -> dict[str, Any]:
         "order": playlist.order_by,
         "max_per_artist": playlist.max_per_artist,
         "seed": playlist.seed,
+        "like": playlist.like_track_ids,
+        "exclude_genres": playlist.exclude_genres,
         "rule": rule_summary(playlist),
         "created_at": playlist.created_at.isoformat(timespec="seconds"),
         "refreshed_at": None
@@ -70,7 +74,9 @@ def _check_name(name: str) -> str:
     return clean
 
 
-def _check_genres(session: Session, genres: tuple[str, ...]) -> list[str]:
+def _check_genres(
+    session: Session, genres: tuple[str, ...], param_hint: str = "--genre"
+) -> list[str]:
     wanted = list(dict.fromkeys(normalize_genre(g) for g in genres))
     known = known_genres(session)
     for genre in wanted:
@@ -82,7 +88,7 @@ def _check_genres(session: Session, genres: tuple[str, ...]) -> list[str]:
                 else "known: " + ", ".join(sorted(known))
             )
             raise click.BadParameter(
-                f"no model or label knows genre {genre!r}; {hint}", param_hint="--genre"
+                f"no model or label knows genre {genre!r}; {hint}", param_hint=param_hint
             )
     return wanted
 
@@ -104,7 +110,9 @@ def playlist() -> None:
 
 @playlist.command("create")
 @click.argument("name")
-@click.option("--genre", "genres", multiple=True, required=True, help="Genre to include (repeat).")
+@click.option("--genre", "genres", multiple=True, help="Genre to include (repeat).")
+@click.option("--like", "likes", multiple=True, help="Order by similarity to this track (repeat).")
+@click.option("--exclude-genre", "excluded", multiple=True, help="Genre to leave out (repeat).")
 @click.option("--min-confidence", type=click.FloatRange(0, 1), help="Model confidence 0..1.")
 @click.option("--limit", type=click.IntRange(min=1), help="At most this many tracks.")
 @click.option("--order", type=click.Choice(ORDERS), default="confidence", show_default=True)
@@ -124,13 +132,35 @@ def create(obj: Context, name: str, **options: Any) -> None:
       genrectl playlist create jazz --genre jazz
       genrectl playlist create "Party" --genre disco --genre pop --min-confidence 0.6 \\
           --order random --max-per-artist 2 --limit 40
+      genrectl playlist create "Like Wasted Years" --like "Iron Maiden/Wasted Years.mp3" \\
+          --exclude-genre pop --max-per-artist 1 --limit 30
+
+    --like TRACK (an id or a path; repeat for several) orders the library by similarity to
+    those tracks, under the other rules, and leaves the seeds themselves out; without
+    --limit it keeps 50 tracks. Refreshing it brings in new tracks like the seeds.
     """
     name = _check_name(name)
+    if not (options["genres"] or options["likes"]):
+        raise click.UsageError("give --genre GENRE, or --like TRACK for more like a track")
+    if (
+        options["likes"]
+        and click.get_current_context().get_parameter_source("order")
+        != click.core.ParameterSource.DEFAULT
+    ):
+        raise click.BadParameter("a --like playlist is ordered by similarity", param_hint="--order")
     if options["seed"] is not None and options["order"] != "random":
         raise click.BadParameter("--seed only applies to --order random", param_hint="--seed")
     settings = obj.ready_settings()
     with session_scope(settings) as session:
         genres = _check_genres(session, options["genres"])
+        excluded = _check_genres(session, options["excluded"], "--exclude-genre") or None
+        likes = None
+        if options["likes"]:
+            from cli.similar import resolve_seeds
+            from db.similar import DEFAULT_LIMIT, SIMILARITY
+
+            likes = resolve_seeds(session, options["likes"])
+            options["order"], options["limit"] = SIMILARITY, options["limit"] or DEFAULT_LIMIT
         existing = session.query(Playlist).filter(Playlist.name == name).one_or_none()
         if existing is not None and not options["replace"]:
             raise GenreError(f"a playlist named {name!r} exists: add --replace to replace it")
@@ -149,6 +179,8 @@ def create(obj: Context, name: str, **options: Any) -> None:
                 order_by=options["order"],
                 max_per_artist=options["max_per_artist"],
                 seed=seed,
+                like_track_ids=likes,
+                exclude_genres=excluded,
             )
         )
         session.flush()
@@ -172,10 +204,7 @@ def list_(obj: Context, as_json: bool) -> None:
     """
     settings = obj.ready_settings()
     with session_scope(settings) as session:
-        rows = [
-            {**playlist_dict(p), "tracks": len(evaluate_playlist(session, p))}
-            for p in list_playlists(session)
-        ]
+        rows = [{**playlist_dict(p), "tracks": _count(session, p)} for p in list_playlists(session)]
     if as_json:
         emit_json(rows)
         return
@@ -186,6 +215,13 @@ def list_(obj: Context, as_json: bool) -> None:
     )
     if not rows:
         click.echo("No playlists yet: genrectl playlist create NAME --genre GENRE")
+
+
+def _count(session: Session, playlist: Playlist) -> int | str:
+    try:
+        return len(evaluate_playlist(session, playlist))
+    except GenreError as exc:  # a --like seed left the library: say so, list the others
+        return f"- ({exc})"
 
 
 def track_row(position: int, track: LabelledTrack) -> list[Any]:
@@ -248,6 +284,9 @@ def refresh(obj: Context, names: tuple[str, ...], as_json: bool) -> None:
         emit_json(changes)
         return
     for change in changes:
+        if "problem" in change:
+            click.echo(f"{change['name']}: {change['problem']}")
+            continue
         click.echo(
             f"{change['name']}: {change['tracks']} tracks (+{change['added']} -{change['removed']})"
         )

@@ -14,6 +14,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -278,6 +279,9 @@ class Playlist(Base):
     order_by: Mapped[str] = mapped_column(String(16), default="confidence")
     max_per_artist: Mapped[int | None]
     seed: Mapped[int | None]  # fixed at creation for random order, so the order is stable
+    # "More like this" (db.similar): the seed tracks' ids, and genres the rule leaves out.
+    like_track_ids: Mapped[list[int] | None] = mapped_column(JSON)
+    exclude_genres: Mapped[list[str] | None] = mapped_column(JSON)
     track_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
     created_at: Mapped[created_at]
     refreshed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -327,3 +331,19 @@ class Lease(Base):
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     ran_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     report: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class TrackVector(Base):
+    """A track's vector for "more like this" (``worker.inference.vectors``, written when the
+    track is labelled), as little-endian float16 bytes of ``dim`` values. ``key`` names the
+    recipe and the encoder parameters: only vectors of one key compare."""
+
+    __tablename__ = "track_vectors"
+
+    # (key, track id): loading one key's vectors is one range of the primary key.
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    track_id: Mapped[int] = mapped_column(
+        ForeignKey("tracks.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    dim: Mapped[int]
+    vector: Mapped[bytes] = mapped_column(LargeBinary)

@@ -25,7 +25,7 @@ from db.listing import (
 )
 from db.models import Model, Playlist, Prediction, Track, TrackStatus, UserLabel, utcnow
 from db.registry import promoted_model
-from genrectl.errors import NotFoundError
+from genrectl.errors import GenreError, NotFoundError
 
 ORDERS = ("confidence", "random", "title", "artist")
 
@@ -64,19 +64,24 @@ def evaluate_playlist(
     session: Session, playlist: Playlist, *, model: Model | None = None
 ) -> list[LabelledTrack]:
     """The tracks a playlist's rule selects now, in its order."""
+    if playlist.like_track_ids:
+        from db.similar import similar_tracks  # numpy: not at import (cli stays fast)
+
+        return similar_tracks(session, playlist, model=model)
     rule = TrackFilter(
         genres=playlist.genres,
         min_confidence=playlist.min_confidence,
         statuses=(TrackStatus.OK,),
     )
-    if playlist.order_by in SQL_SORTS and playlist.max_per_artist is None:
+    excluded = {normalize_genre(g) for g in playlist.exclude_genres or ()}
+    if playlist.order_by in SQL_SORTS and playlist.max_per_artist is None and not excluded:
         # Only the order decides which tracks stay: the database cuts the list.
         return labelled_tracks(
             session, rule, model=model, sort=playlist.order_by, limit=playlist.max_tracks
         )
-    ordered = order_tracks(
-        labelled_tracks(session, rule, model=model), playlist.order_by, seed=playlist.seed
-    )
+    found = labelled_tracks(session, rule, model=model)
+    found = [t for t in found if t.genre is None or t.genre not in excluded]
+    ordered = order_tracks(found, playlist.order_by, seed=playlist.seed)
     capped = cap_per_artist(ordered, playlist.max_per_artist)
     return capped if playlist.max_tracks is None else capped[: playlist.max_tracks]
 
@@ -87,6 +92,7 @@ class PlaylistChange:
     total: int
     added: list[int] = field(default_factory=list)
     removed: list[int] = field(default_factory=list)
+    problem: str | None = None  # why it could not be evaluated (a --like seed is gone)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -94,6 +100,7 @@ class PlaylistChange:
             "tracks": self.total,
             "added": len(self.added),
             "removed": len(self.removed),
+            **({"problem": self.problem} if self.problem else {}),
         }
 
 
@@ -116,7 +123,11 @@ def refresh_playlists(
     model = model or promoted_model(session)
     changes = []
     for playlist in playlists:
-        now = [t.id for t in evaluate_playlist(session, playlist, model=model)]
+        try:
+            now = [t.id for t in evaluate_playlist(session, playlist, model=model)]
+        except GenreError as exc:  # a --like playlist's seed left: the others go on
+            changes.append(PlaylistChange(playlist.name, 0, problem=str(exc)))
+            continue
         before = set(playlist.track_ids or [])
         changes.append(
             PlaylistChange(
