@@ -254,6 +254,9 @@ def show(obj: Context, name: str, as_json: bool) -> None:
         found = find_playlist(session, name)
         detail = playlist_dict(found)
         tracks = evaluate_playlist(session, found)
+        from cli.similar import seed_notes
+
+        notes = seed_notes(session, found)
     if as_json:
         emit_json({**detail, "tracks": [t.to_dict() for t in tracks]})
         return
@@ -262,6 +265,8 @@ def show(obj: Context, name: str, as_json: bool) -> None:
     rows = [track_row(i, t) for i, t in enumerate(tracks, 1)]
     stdout().print(table(TRACK_COLUMNS, rows, title=f"{name}: {detail['rule']}"))
     click.echo(f"{len(tracks)} tracks")
+    for note in notes:
+        click.echo(note)
 
 
 @playlist.command("refresh")

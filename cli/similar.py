@@ -39,3 +39,23 @@ def like_summary(playlist: Playlist) -> list[str]:
     if playlist.exclude_genres:
         parts.append("not " + ", ".join(playlist.exclude_genres))
     return parts
+
+
+def seed_notes(session: Session, playlist: Playlist) -> list[str]:
+    """A line per seed whose file has gone missing (its stored vector still seeds)."""
+    from sqlalchemy import select
+
+    from db.models import Track, TrackStatus
+
+    if not playlist.like_track_ids:
+        return []
+    gone = session.execute(
+        select(Track.id, Track.path).where(
+            Track.id.in_(playlist.like_track_ids), Track.status == TrackStatus.MISSING
+        )
+    ).all()
+    return [
+        f"note: seed track {track_id} ({path}) is missing from disk; its stored vector "
+        "still seeds this playlist"
+        for track_id, path in gone
+    ]

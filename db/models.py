@@ -336,14 +336,19 @@ class Lease(Base):
 class TrackVector(Base):
     """A track's vector for "more like this" (``worker.inference.vectors``, written when the
     track is labelled), as little-endian float16 bytes of ``dim`` values. ``key`` names the
-    recipe and the encoder parameters: only vectors of one key compare."""
+    recipe and the encoder parameters: only vectors of one key compare. ``id`` is never
+    reused (AUTOINCREMENT), so that one key's (count, max id) changes with every write:
+    ``db.similar`` keys its cache file on it."""
 
     __tablename__ = "track_vectors"
-
-    # (key, track id): loading one key's vectors is one range of the primary key.
-    key: Mapped[str] = mapped_column(String(64), primary_key=True)
-    track_id: Mapped[int] = mapped_column(
-        ForeignKey("tracks.id", ondelete="CASCADE"), primary_key=True, index=True
+    __table_args__ = (
+        UniqueConstraint("key", "track_id", name="uq_track_vector_key_track"),
+        Index("ix_track_vectors_key_id", "key", "id"),
+        {"sqlite_autoincrement": True},
     )
+
+    id: Mapped[intpk]
+    key: Mapped[str] = mapped_column(String(64))
+    track_id: Mapped[int] = mapped_column(ForeignKey("tracks.id", ondelete="CASCADE"), index=True)
     dim: Mapped[int]
     vector: Mapped[bytes] = mapped_column(LargeBinary)

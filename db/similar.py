@@ -12,13 +12,14 @@ playlist is what is *like* them.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 
 import numpy as np
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
+from db import vector_cache
 from db.listing import LabelledTrack, TrackFilter, labelled_tracks, normalize_genre
 from db.models import Model, Playlist, Track, TrackStatus, TrackVector
 from genrectl.errors import GenreError, NotFoundError
@@ -71,28 +72,71 @@ def seed_key(session: Session, seeds: Sequence[int]) -> str:
 
 
 def library_vectors(session: Session, key: str) -> tuple[np.ndarray, np.ndarray]:
-    """Every track's vector under ``key``: (track ids int64 [N], float16 [N, dim])."""
-    rows = session.execute(
-        select(TrackVector.track_id, TrackVector.vector, TrackVector.dim).where(
-            TrackVector.key == key
-        )
-    ).all()
+    """Every track's vector under ``key``: (track ids int64 [N], float16 or float32
+    [N, dim]), from the cache file of the database's state when there is one
+    (``db.vector_cache``), else read from the database (and cached).
+
+    Read as plain rows (no ORM objects, no type processing): at 100k tracks this read is
+    most of an uncached --like evaluation (BENCHMARKS.md, "More like this")."""
+    directory = vector_cache.cache_dir(session)
+    if directory is not None:
+        now = vector_cache.state(session, key)  # first: rows read after are never older
+        stem = vector_cache.stem(session, key)
+        cached = vector_cache.read(directory, stem, now)
+        if cached is not None:
+            return cached
+    rows = session.connection().execute(_LOAD, {"key": key}).all()
     if not rows:
         return np.zeros(0, np.int64), np.zeros((0, 0), np.float16)
     ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-    return ids, _decode([r[1] for r in rows], rows[0][2])
+    vectors = _decode([r[2] for r in rows], rows[0][1])
+    if directory is not None and (len(rows), max(r[3] for r in rows)) == now:
+        vector_cache.write(directory, stem, now, ids, vectors)
+    return ids, vectors
 
 
-def ranking(
-    ids: np.ndarray, vectors: np.ndarray, query: np.ndarray, *, chunk: int = 16_384
-) -> np.ndarray:
-    """``ids`` ordered by cosine similarity of their ``vectors`` (unit, float16
-    [N, dim]) to ``query`` (float32 [dim]), most similar first; ties by id."""
-    scores = np.empty(len(ids), np.float32)
-    for start in range(0, len(ids), chunk):  # float16 has no BLAS: convert a block at a time
-        block = vectors[start : start + chunk].astype(np.float32)
-        scores[start : start + chunk] = block @ query
-    return ids[np.lexsort((ids, -scores))]
+_LOAD = text("SELECT track_id, dim, vector, id FROM track_vectors WHERE key = :key")
+
+
+def scores(vectors: np.ndarray, query: np.ndarray, *, chunk: int = 16_384) -> np.ndarray:
+    """Cosine similarity of each of ``vectors`` (unit, float16/32 [N, dim]) to ``query`` (unit,
+    float32 [dim]): float32 [N]."""
+    out = np.empty(len(vectors), np.float32)
+    for start in range(0, len(vectors), chunk):  # float16 has no BLAS: a block at a time
+        out[start : start + chunk] = np.asarray(vectors[start : start + chunk], np.float32) @ query
+    return out
+
+
+def ranking(ids: np.ndarray, similarity: np.ndarray, *, top: int | None = None) -> np.ndarray:
+    """``ids`` by ``similarity``, most similar first, ties by id; with ``top``, only the
+    ``top`` first (a partition, then a sort of those: the rest is rarely needed)."""
+    if top is not None and top < len(ids):
+        head = np.argpartition(-similarity, top)[:top]
+        return head[np.lexsort((ids[head], -similarity[head]))]
+    return np.lexsort((ids, -similarity))
+
+
+def ranked_chunks(
+    ids: np.ndarray, similarity: np.ndarray, *, skip: Sequence[int], first: int
+) -> Iterator[list[int]]:
+    """Track ids in order of similarity (``skip`` left out), in chunks of ``first``, then
+    twice as many each time: a rule that keeps few tracks still needs few queries. Only
+    the first ``8 * first`` are sorted, unless the walk goes past them."""
+    skipped = np.asarray(skip, dtype=np.int64)
+    head = ranking(ids, similarity, top=8 * first)
+    whole = len(head) == len(ids)  # else the rest is sorted if the walk reaches it
+    pending = ids[head][~np.isin(ids[head], skipped)]
+    step = first
+    while len(pending) or not whole:
+        if len(pending) < step and not whole:
+            rest = np.ones(len(ids), bool)
+            rest[head] = False
+            order = ranking(ids, similarity)
+            order = ids[order[rest[order]]]
+            pending = np.concatenate([pending, order[~np.isin(order, skipped)]])
+            whole = True
+        yield pending[:step].tolist()
+        pending, step = pending[step:], step * 2
 
 
 def query_vector(session: Session, key: str, seeds: Sequence[int]) -> np.ndarray:
@@ -134,8 +178,7 @@ def similar_tracks(
     seeds = check_seeds(session, playlist)
     key = seed_key(session, seeds)
     ids, vectors = library_vectors(session, key)
-    order = ranking(ids, vectors, query_vector(session, key, seeds))
-    order = order[~np.isin(order, seeds)]
+    similarity = scores(vectors, query_vector(session, key, seeds))
     rule = TrackFilter(
         genres=playlist.genres,
         min_confidence=playlist.min_confidence,
@@ -146,10 +189,9 @@ def similar_tracks(
     limit = playlist.max_tracks or DEFAULT_LIMIT
     per_artist: Counter[str] = Counter()
     kept: list[LabelledTrack] = []
-    start, step = 0, FIRST_STEP
-    while start < len(order) and len(kept) < limit:
-        chunk = order[start : start + step].tolist()
-        start, step = start + step, step * 2
+    for chunk in ranked_chunks(ids, similarity, skip=seeds, first=FIRST_STEP):
+        if len(kept) == limit:
+            break
         found = {
             t.id: t
             for t in labelled_tracks(session, replace(rule, ids=chunk), model=model, sort="path")

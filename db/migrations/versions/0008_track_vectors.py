@@ -2,8 +2,9 @@
 
 ``track_vectors``: one vector per track and recipe (``worker.inference.vectors``), written
 when the track is labelled, so that ``playlist create --like`` ranks the library from the
-database without opening a shard. Keyed by (key, track id), so that one recipe's vectors are
-one range of the primary key; indexed by track id for the cascade when a track goes.
+database without opening a shard. Unique by (key, track id); (key, id) gives one key's
+count and newest id from the index alone (the state ``db.similar``'s cache file is keyed
+on; AUTOINCREMENT so that SQLite never reuses an id); by track id for the cascade.
 ``playlists.like_track_ids`` (the seeds, by track id) and ``playlists.exclude_genres``.
 
 Revision ID: 13d4c0ffee04
@@ -25,14 +26,18 @@ depends_on = None
 def upgrade() -> None:
     op.create_table(
         "track_vectors",
+        sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("key", sa.String(length=64), nullable=False),
         sa.Column("track_id", sa.Integer(), nullable=False),
         sa.Column("dim", sa.Integer(), nullable=False),
         sa.Column("vector", sa.LargeBinary(), nullable=False),
         sa.ForeignKeyConstraint(["track_id"], ["tracks.id"], ondelete="CASCADE"),
-        sa.PrimaryKeyConstraint("key", "track_id"),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("key", "track_id", name="uq_track_vector_key_track"),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("track_vectors", schema=None) as batch_op:
+        batch_op.create_index("ix_track_vectors_key_id", ["key", "id"], unique=False)
         batch_op.create_index(batch_op.f("ix_track_vectors_track_id"), ["track_id"], unique=False)
     with op.batch_alter_table("playlists", schema=None) as batch_op:
         batch_op.add_column(sa.Column("like_track_ids", sa.JSON(), nullable=True))
@@ -45,4 +50,5 @@ def downgrade() -> None:
         batch_op.drop_column("like_track_ids")
     with op.batch_alter_table("track_vectors", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_track_vectors_track_id"))
+        batch_op.drop_index("ix_track_vectors_key_id")
     op.drop_table("track_vectors")

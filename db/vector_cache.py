@@ -1,0 +1,80 @@
+"""A memory-mapped copy of one key's track vectors, keyed by the database's state.
+
+Reading 100k vectors from the database row by row costs far more than ranking them
+(BENCHMARKS.md, "More like this"), so the first ``--like`` evaluation after a change writes
+them, as float32, to ``<data dir>/cache/vectors/``, and later ones map that file. The state
+is one key's (row count, newest id), read from the ``(key, id)`` index: every write of a
+vector gives it a new, never reused id and every delete lowers the count, so a cache file
+whose state is not the database's is never used. Files are named after the database, the
+key and the state, written to a temporary name and renamed (ids last: a reader opens a
+state only when its ids file exists), and older states' files are removed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from db.models import TrackVector
+
+log = logging.getLogger(__name__)
+
+
+def cache_dir(session: Session) -> Path | None:
+    """Where the session's settings keep vector caches (None: a session without them)."""
+    settings = session.info.get("settings")
+    return None if settings is None else Path(settings.data_dir) / "cache" / "vectors"
+
+
+def stem(session: Session, key: str) -> str:
+    url = session.get_bind().engine.url.render_as_string(hide_password=True)
+    return hashlib.sha256(f"{url}|{key}".encode()).hexdigest()[:16]
+
+
+def state(session: Session, key: str) -> tuple[int, int]:
+    """(vectors under ``key``, their newest id): changes with every write and delete."""
+    count, newest = session.execute(
+        select(func.count(), func.max(TrackVector.id)).where(TrackVector.key == key)
+    ).one()
+    return int(count), int(newest or 0)
+
+
+def _paths(directory: Path, stem: str, now: tuple[int, int]) -> tuple[Path, Path]:
+    base = f"{stem}-{now[0]}-{now[1]}"
+    return directory / f"{base}.ids.npy", directory / f"{base}.vectors.npy"
+
+
+def read(directory: Path, stem: str, now: tuple[int, int]) -> tuple[np.ndarray, np.ndarray] | None:
+    """The cached (ids, float32 vectors) of state ``now``, mapped; None if there is none."""
+    ids_path, vectors_path = _paths(directory, stem, now)
+    try:
+        ids = np.load(ids_path, mmap_mode="r")
+        vectors = np.load(vectors_path, mmap_mode="r")
+    except (OSError, ValueError):
+        return None
+    return (ids, vectors) if len(ids) == len(vectors) == now[0] else None
+
+
+def write(
+    directory: Path, stem: str, now: tuple[int, int], ids: np.ndarray, vectors: np.ndarray
+) -> None:
+    """Cache (ids, vectors) as state ``now``; a failure only costs the next reader a load."""
+    ids_path, vectors_path = _paths(directory, stem, now)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        for path, array in ((vectors_path, vectors.astype(np.float32)), (ids_path, ids)):
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            with tmp.open("wb") as handle:
+                np.save(handle, array)
+            tmp.replace(path)
+        for old in directory.glob(f"{stem}-*.npy"):
+            if old not in (ids_path, vectors_path):
+                old.unlink(missing_ok=True)
+    except OSError as exc:
+        log.warning("could not cache track vectors in %s: %s", directory, exc)
