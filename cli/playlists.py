@@ -105,6 +105,7 @@ def playlist() -> None:
     Example:
       genrectl playlist create "Late jazz" --genre jazz --genre blues --order random --limit 50
       genrectl playlist export "Late jazz" -o ~/Music/late-jazz.m3u8 --relative-to ~/Music
+      genrectl playlist create "More like this" --like 42 --max-per-artist 1 --limit 30
     """
 
 

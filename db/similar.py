@@ -28,9 +28,11 @@ from genrectl.errors import GenreError, NotFoundError
 # is rarely what "more like this" means).
 DEFAULT_LIMIT = 50
 SIMILARITY = "similarity"  # the order of every --like playlist
-# Tracks read per step of the walk down the ranking; doubled at each step, so that a rule
-# that keeps few tracks (a rare genre) still needs only a few queries.
-FIRST_STEP = 256
+# Tracks read at the first step of the walk down the ranking, per track wanted (and at
+# least MIN_STEP); doubled at each step, so that a rule that keeps few tracks (a rare genre)
+# still needs only a few queries.
+STEP_PER_TRACK = 2
+MIN_STEP = 32
 RELABEL_HINT = (
     "run `genrectl relabel` (tracks labelled before version 13 of the schema, or by a "
     "model on the reference mel, have none)"
@@ -90,7 +92,7 @@ def library_vectors(session: Session, key: str) -> tuple[np.ndarray, np.ndarray]
         return np.zeros(0, np.int64), np.zeros((0, 0), np.float16)
     ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
     vectors = _decode([r[2] for r in rows], rows[0][1])
-    if directory is not None and (len(rows), max(r[3] for r in rows)) == now:
+    if directory is not None and max(r[3] for r in rows) == now:
         vector_cache.write(directory, stem, now, ids, vectors)
     return ids, vectors
 
@@ -189,7 +191,8 @@ def similar_tracks(
     limit = playlist.max_tracks or DEFAULT_LIMIT
     per_artist: Counter[str] = Counter()
     kept: list[LabelledTrack] = []
-    for chunk in ranked_chunks(ids, similarity, skip=seeds, first=FIRST_STEP):
+    first = max(MIN_STEP, STEP_PER_TRACK * limit)
+    for chunk in ranked_chunks(ids, similarity, skip=seeds, first=first):
         if len(kept) == limit:
             break
         found = {
