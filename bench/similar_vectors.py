@@ -79,6 +79,12 @@ def main() -> None:
     for track_id, path in tracks:
         parts = Path(path).parts
         meta[track_id] = (parts[-3], *folds[(parts[-3], "/".join(parts[-2:]))])
+    heads = ["all", "other artists", "other folds"]
+    columns = [f"{part} {h}" for part in ("mini", "clips", "both") for h in heads]
+    columns.insert(3, "metal seeds: metal+rock of 10")
+    print("share of same genre among the 10 nearest / random, per recipe")
+    print("| recipe | dim | " + " | ".join(columns) + " |")
+    print("|---" * (len(columns) + 2) + "|")
     for recipe in RECIPES:
         built = track_vectors(sets, rows, recipe=recipe)
         ids = [t for t in built if t in meta]
