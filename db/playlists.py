@@ -60,6 +60,16 @@ def cap_per_artist(tracks: Iterable[LabelledTrack], limit: int | None) -> list[L
     return kept
 
 
+def playlist_rule(playlist: Playlist) -> TrackFilter:
+    """The tracks a playlist may hold, before its order, exclusions and limits (one place
+    for both kinds of playlist: a new rule such as --mood goes here)."""
+    return TrackFilter(
+        genres=playlist.genres,
+        min_confidence=playlist.min_confidence,
+        statuses=(TrackStatus.OK,),
+    )
+
+
 def evaluate_playlist(
     session: Session, playlist: Playlist, *, model: Model | None = None
 ) -> list[LabelledTrack]:
@@ -68,11 +78,7 @@ def evaluate_playlist(
         from db.similar import similar_tracks  # numpy: not at import (cli stays fast)
 
         return similar_tracks(session, playlist, model=model)
-    rule = TrackFilter(
-        genres=playlist.genres,
-        min_confidence=playlist.min_confidence,
-        statuses=(TrackStatus.OK,),
-    )
+    rule = playlist_rule(playlist)
     excluded = {normalize_genre(g) for g in playlist.exclude_genres or ()}
     if playlist.order_by in SQL_SORTS and playlist.max_per_artist is None and not excluded:
         # Only the order decides which tracks stay: the database cuts the list.

@@ -20,8 +20,14 @@ from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from db import vector_cache
-from db.listing import LabelledTrack, TrackFilter, labelled_tracks, normalize_genre
-from db.models import Model, Playlist, Track, TrackStatus, TrackVector
+from db.listing import (
+    LabelledTrack,
+    labelled_tracks,
+    matching_ids,
+    normalize_genre,
+)
+from db.models import Model, Playlist, Track, TrackVector
+from db.playlists import playlist_rule
 from genrectl.errors import GenreError, NotFoundError
 
 # A --like playlist without --limit stops at this many tracks (the whole library, ordered,
@@ -167,8 +173,8 @@ def check_seeds(session: Session, playlist: Playlist) -> list[int]:
 
 
 def _passes(track: LabelledTrack, excluded: set[str]) -> bool:
-    """The rules tested on a labelled track rather than in SQL. --mood (issue 13, item 4)
-    belongs in the TrackFilter of ``similar_tracks`` if moods are a column, or here."""
+    """The rules tested on a labelled track rather than in SQL (``playlist_rule`` has the
+    others): the excluded genres."""
     return track.genre is None or normalize_genre(track.genre) not in excluded
 
 
@@ -181,16 +187,15 @@ def similar_tracks(
     key = seed_key(session, seeds)
     ids, vectors = library_vectors(session, key)
     similarity = scores(vectors, query_vector(session, key, seeds))
-    rule = TrackFilter(
-        genres=playlist.genres,
-        min_confidence=playlist.min_confidence,
-        statuses=(TrackStatus.OK,),
-        # --mood: moods=playlist.moods, once TrackFilter has them (issue 13, item 4)
-    )
+    rule = playlist_rule(playlist)  # --genre, --min-confidence (and --mood, once added)
     excluded = {normalize_genre(g) for g in playlist.exclude_genres or ()}
     limit = playlist.max_tracks or DEFAULT_LIMIT
     per_artist: Counter[str] = Counter()
     kept: list[LabelledTrack] = []
+    if rule.genres:  # a genre's tracks, from its index range: the walk then reads few
+        allowed = np.asarray(matching_ids(session, rule, model=model), dtype=np.int64)
+        keep = np.isin(ids, allowed)
+        ids, similarity = ids[keep], similarity[keep]
     first = max(MIN_STEP, STEP_PER_TRACK * limit)
     for chunk in ranked_chunks(ids, similarity, skip=seeds, first=first):
         if len(kept) == limit:

@@ -143,17 +143,17 @@ def test_the_vectors_are_cached_by_the_database_state(
     with session_scope(db_settings) as session:
         first, _ = library_vectors(session, key)  # read from the database, then cached
     files = sorted(p.name for p in folder.glob("*.npy"))
-    assert len(files) == 2 and not isinstance(first, np.memmap)
+    assert len(files) == 2 and first.dtype == np.int64
     with session_scope(db_settings) as session:
         found, matrix = library_vectors(session, key)
-        assert isinstance(matrix, np.memmap) and matrix.dtype == np.float32
+        assert matrix.dtype == np.float32  # the cache file's (the database holds float16)
         assert sorted(found.tolist()) == sorted(ids)
         changed = np.zeros(vector_dim(SETS), np.float32)
         changed[3] = 1.0
         store_track_vectors(session, SETS, {ids[2]: changed})  # same count, a new id
     with session_scope(db_settings) as session:
         found, matrix = library_vectors(session, key)
-        assert not isinstance(matrix, np.memmap)  # the state changed: read again
+        assert matrix.dtype == np.float16  # the state changed: read from the database again
         assert matrix[found.tolist().index(ids[2])][3] == 1.0
         session.execute(delete(Track).where(Track.id == ids[6]))
     with session_scope(db_settings) as session:
@@ -162,3 +162,13 @@ def test_the_vectors_are_cached_by_the_database_state(
         playlist = like(session, ids)
         assert "Six" not in titles(session, playlist) and len(titles(session, playlist)) == 5
     assert len(files) == 2 and sorted(p.name for p in folder.glob("*.npy")) != files
+
+
+def test_exclude_genre_applies_to_a_playlist_without_seeds(
+    db_settings: Settings, ids: list[int]
+) -> None:
+    with session_scope(db_settings) as session:
+        playlist = Playlist(name="mixed", genres=["metal", "rock"], exclude_genres=["rock"])
+        session.add(playlist)
+        session.flush()
+        assert titles(session, playlist) == ["One", "Seed", "Three"]  # confidence, then path
