@@ -41,7 +41,9 @@ def _check_genre(genre: str) -> str:
 
 def _echo_changes(changes: list[PlaylistChange]) -> None:
     for change in changes:
-        if change.added or change.removed:
+        if change.problem:
+            click.echo(f"  {change.problem}")
+        elif change.added or change.removed:
             click.echo(
                 f"  playlist {change.name!r}: +{len(change.added)} -{len(change.removed)} "
                 f"({change.total} tracks)"

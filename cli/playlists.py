@@ -34,7 +34,9 @@ MAX_SEED = 2**31 - 1
 
 def rule_summary(playlist: Playlist) -> str:
     """``jazz, blues; confidence >= 60%; 2 per artist; 50 tracks; random (seed 7)``."""
-    parts = [", ".join(playlist.genres)] if playlist.genres else []
+    from cli.similar import like_summary
+
+    parts = [p for p in [", ".join(playlist.genres), *like_summary(playlist)] if p]
     if playlist.mood_rule:
         parts.append(MoodRule.from_dict(playlist.mood_rule).summary())
     if playlist.min_confidence is not None:
@@ -58,6 +60,8 @@ def playlist_dict(playlist: Playlist) -> dict[str, Any]:
         "max_per_artist": playlist.max_per_artist,
         "seed": playlist.seed,
         "mood_rule": playlist.mood_rule,
+        "like": playlist.like_track_ids,
+        "exclude_genres": playlist.exclude_genres,
         "rule": rule_summary(playlist),
         "created_at": playlist.created_at.isoformat(timespec="seconds"),
         "refreshed_at": None
@@ -75,7 +79,9 @@ def _check_name(name: str) -> str:
     return clean
 
 
-def _check_genres(session: Session, genres: tuple[str, ...]) -> list[str]:
+def _check_genres(
+    session: Session, genres: tuple[str, ...], param_hint: str = "--genre"
+) -> list[str]:
     wanted = list(dict.fromkeys(normalize_genre(g) for g in genres))
     known = known_genres(session)
     for genre in wanted:
@@ -87,7 +93,7 @@ def _check_genres(session: Session, genres: tuple[str, ...]) -> list[str]:
                 else "known: " + ", ".join(sorted(known))
             )
             raise click.BadParameter(
-                f"no model or label knows genre {genre!r}; {hint}", param_hint="--genre"
+                f"no model or label knows genre {genre!r}; {hint}", param_hint=param_hint
             )
     return wanted
 
@@ -104,6 +110,7 @@ def playlist() -> None:
     Example:
       genrectl playlist create "Late jazz" --genre jazz --genre blues --order random --limit 50
       genrectl playlist export "Late jazz" -o ~/Music/late-jazz.m3u8 --relative-to ~/Music
+      genrectl playlist create "More like this" --like 42 --max-per-artist 1 --limit 30
     """
 
 
@@ -111,6 +118,10 @@ def playlist() -> None:
 @click.argument("name")
 @click.option(
     "--genre", "genres", multiple=True, help="Genre to include, with its subgenres (repeat)."
+)
+@click.option("--like", "likes", multiple=True, help="Order by similarity to this track (repeat).")
+@click.option(
+    "--exclude-genre", "excluded", multiple=True, help="Genre to leave out, with its subgenres."
 )
 @click.option("--min-confidence", type=click.FloatRange(0, 1), help="Model confidence 0..1.")
 @click.option("--limit", type=click.IntRange(min=1), help="At most this many tracks.")
@@ -133,16 +144,38 @@ def create(obj: Context, name: str, **options: Any) -> None:
       genrectl playlist create "Party" --genre disco --genre pop --min-confidence 0.6 \\
           --order random --max-per-artist 2 --limit 40
       genrectl playlist create "Upbeat rock" --genre Rock --mood happy --min-energy 0.6
+      genrectl playlist create "Like Wasted Years" --like "Iron Maiden/Wasted Years.mp3" \\
+          --exclude-genre pop --max-per-artist 1 --limit 30
+
+    --like TRACK (an id or a path; repeat for several) orders the library by similarity to
+    those tracks, under the other rules, and leaves the seeds themselves out; without
+    --limit it keeps 50 tracks. Refreshing it brings in new tracks like the seeds.
     """
     name = _check_name(name)
     mood = audio_rule(options)
-    if not (options["genres"] or mood):
-        raise click.UsageError("give at least one --genre, --mood, --min-energy or --tempo")
+    if not (options["genres"] or mood or options["likes"]):
+        raise click.UsageError(
+            "give at least one --genre, --mood, --min-energy or --tempo, or --like TRACK"
+        )
+    if (
+        options["likes"]
+        and click.get_current_context().get_parameter_source("order")
+        != click.core.ParameterSource.DEFAULT
+    ):
+        raise click.BadParameter("a --like playlist is ordered by similarity", param_hint="--order")
     if options["seed"] is not None and options["order"] != "random":
         raise click.BadParameter("--seed only applies to --order random", param_hint="--seed")
     settings = obj.ready_settings()
     with session_scope(settings) as session:
         genres = _check_genres(session, options["genres"])
+        excluded = _check_genres(session, options["excluded"], "--exclude-genre") or None
+        likes = None
+        if options["likes"]:
+            from cli.similar import resolve_seeds
+            from db.similar import DEFAULT_LIMIT, SIMILARITY
+
+            likes = resolve_seeds(session, options["likes"])
+            options["order"], options["limit"] = SIMILARITY, options["limit"] or DEFAULT_LIMIT
         existing = session.query(Playlist).filter(Playlist.name == name).one_or_none()
         if existing is not None and not options["replace"]:
             raise GenreError(f"a playlist named {name!r} exists: add --replace to replace it")
@@ -162,6 +195,8 @@ def create(obj: Context, name: str, **options: Any) -> None:
                 max_per_artist=options["max_per_artist"],
                 seed=seed,
                 mood_rule=mood.to_dict(),
+                like_track_ids=likes,
+                exclude_genres=excluded,
             )
         )
         session.flush()
@@ -185,10 +220,7 @@ def list_(obj: Context, as_json: bool) -> None:
     """
     settings = obj.ready_settings()
     with session_scope(settings) as session:
-        rows = [
-            {**playlist_dict(p), "tracks": len(evaluate_playlist(session, p))}
-            for p in list_playlists(session)
-        ]
+        rows = [{**playlist_dict(p), "tracks": _count(session, p)} for p in list_playlists(session)]
     if as_json:
         emit_json(rows)
         return
@@ -199,6 +231,13 @@ def list_(obj: Context, as_json: bool) -> None:
     )
     if not rows:
         click.echo("No playlists yet: genrectl playlist create NAME --genre GENRE")
+
+
+def _count(session: Session, playlist: Playlist) -> int | str:
+    try:
+        return len(evaluate_playlist(session, playlist))
+    except GenreError as exc:  # a --like seed left the library: say so, list the others
+        return f"- ({exc})"
 
 
 def track_row(position: int, track: LabelledTrack) -> list[Any]:
@@ -231,6 +270,9 @@ def show(obj: Context, name: str, as_json: bool) -> None:
         found = find_playlist(session, name)
         detail = playlist_dict(found)
         tracks = evaluate_playlist(session, found)
+        from cli.similar import seed_notes
+
+        notes = seed_notes(session, found)
     if as_json:
         emit_json({**detail, "tracks": [t.to_dict() for t in tracks]})
         return
@@ -239,6 +281,8 @@ def show(obj: Context, name: str, as_json: bool) -> None:
     rows = [track_row(i, t) for i, t in enumerate(tracks, 1)]
     stdout().print(table(TRACK_COLUMNS, rows, title=f"{name}: {detail['rule']}"))
     click.echo(f"{len(tracks)} tracks")
+    for note in notes:
+        click.echo(note)
 
 
 @playlist.command("refresh")
@@ -261,6 +305,9 @@ def refresh(obj: Context, names: tuple[str, ...], as_json: bool) -> None:
         emit_json(changes)
         return
     for change in changes:
+        if "problem" in change:
+            click.echo(f"{change['name']}: {change['problem']}")
+            continue
         click.echo(
             f"{change['name']}: {change['tracks']} tracks (+{change['added']} -{change['removed']})"
         )

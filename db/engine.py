@@ -72,7 +72,9 @@ def _prepare_sqlite_folder(path: Path, mounts: str | None = None) -> None:
 @contextmanager
 def session_scope(settings: Settings) -> Iterator[Session]:
     """A session that commits on success and rolls back on error."""
-    factory = sessionmaker(get_engine(settings), expire_on_commit=False)
+    # info: queries that keep files beside the database (db.vector_cache) find the settings.
+    info = {"settings": settings}
+    factory = sessionmaker(get_engine(settings), expire_on_commit=False, info=info)
     with factory() as session:
         session.info["settings"] = settings  # the user's genre tree (db.genretree)
         try:

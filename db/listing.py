@@ -341,3 +341,12 @@ def track_page(
     found = labelled_tracks(session, rule, model=model)
     found.sort(key=SORT_KEYS[sort], reverse=reverse)
     return found[offset : None if limit is None else offset + limit]
+
+
+def matching_ids(
+    session: Session, rule: TrackFilter = TrackFilter(), *, model: Model | None = None
+) -> list[int]:
+    """The ids of the tracks ``labelled_tracks`` would return, read from the indexes alone
+    (for ``db.similar``, which ranks them itself)."""
+    model_id = -1 if (model := model or promoted_model(session)) is None else model.id
+    return list(session.scalars(_filtered(select(Track.id), model_id, rule)))

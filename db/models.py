@@ -285,6 +285,9 @@ class Playlist(Base):
     seed: Mapped[int | None]  # fixed at creation for random order, so the order is stable
     # Moods, minimum energy and tempo range the tracks must have (db.moods.MoodRule), or None.
     mood_rule: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # "More like this" (db.similar): the seed tracks' ids, and genres the rule leaves out.
+    like_track_ids: Mapped[list[int] | None] = mapped_column(JSON)
+    exclude_genres: Mapped[list[str] | None] = mapped_column(JSON)
     track_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
     created_at: Mapped[created_at]
     refreshed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -402,3 +405,24 @@ class TagChange(Base):
     undo: Mapped[str | None] = mapped_column(String(16))
 
     batch: Mapped[TagBatch] = relationship(back_populates="changes")
+
+
+class TrackVector(Base):
+    """A track's vector for "more like this" (``worker.inference.vectors``, written when the
+    track is labelled), as little-endian float16 bytes of ``dim`` values. ``key`` names the
+    recipe and the encoder parameters: only vectors of one key compare. ``id`` is never
+    reused (AUTOINCREMENT), so that one key's (count, max id) changes with every write:
+    ``db.similar`` keys its cache file on it."""
+
+    __tablename__ = "track_vectors"
+    __table_args__ = (
+        UniqueConstraint("key", "track_id", name="uq_track_vector_key_track"),
+        Index("ix_track_vectors_key_id", "key", "id"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[intpk]
+    key: Mapped[str] = mapped_column(String(64))
+    track_id: Mapped[int] = mapped_column(ForeignKey("tracks.id", ondelete="CASCADE"), index=True)
+    dim: Mapped[int]
+    vector: Mapped[bytes] = mapped_column(LargeBinary)

@@ -27,7 +27,7 @@ from db.listing import (
 from db.models import Model, Playlist, Prediction, Track, TrackStatus, UserLabel, utcnow
 from db.moods import MoodRule
 from db.registry import promoted_model
-from genrectl.errors import NotFoundError
+from genrectl.errors import GenreError, NotFoundError
 
 ORDERS = ("confidence", "random", "title", "artist")
 
@@ -62,12 +62,11 @@ def cap_per_artist(tracks: Iterable[LabelledTrack], limit: int | None) -> list[L
     return kept
 
 
-def evaluate_playlist(
-    session: Session, playlist: Playlist, *, model: Model | None = None
-) -> list[LabelledTrack]:
-    """The tracks a playlist's rule selects now, in its order."""
+def playlist_rule(playlist: Playlist) -> TrackFilter:
+    """The tracks a playlist may hold, before its order, exclusions and limits (one place
+    for both kinds of playlist)."""
     mood = MoodRule.from_dict(playlist.mood_rule)
-    rule = TrackFilter(
+    return TrackFilter(
         genres=playlist.genres,
         min_confidence=playlist.min_confidence,
         statuses=(TrackStatus.OK,),
@@ -75,14 +74,34 @@ def evaluate_playlist(
         min_energy=mood.min_energy,
         tempo=mood.tempo,
     )
-    if playlist.order_by in SQL_SORTS and playlist.max_per_artist is None:
+
+
+def excluded_genres(session: Session, playlist: Playlist) -> set[str]:
+    """The raw labels ``--exclude-genre`` leaves out: each genre with the genres below it in
+    the user's tree ("Rock" excludes metal)."""
+    from db.genretree import session_taxonomy
+
+    return set(session_taxonomy(session).expand(playlist.exclude_genres or ()))
+
+
+def evaluate_playlist(
+    session: Session, playlist: Playlist, *, model: Model | None = None
+) -> list[LabelledTrack]:
+    """The tracks a playlist's rule selects now, in its order."""
+    if playlist.like_track_ids:
+        from db.similar import similar_tracks  # numpy: not at import (cli stays fast)
+
+        return similar_tracks(session, playlist, model=model)
+    rule = playlist_rule(playlist)
+    excluded = excluded_genres(session, playlist)
+    if playlist.order_by in SQL_SORTS and playlist.max_per_artist is None and not excluded:
         # Only the order decides which tracks stay: the database cuts the list.
         return labelled_tracks(
             session, rule, model=model, sort=playlist.order_by, limit=playlist.max_tracks
         )
-    ordered = order_tracks(
-        labelled_tracks(session, rule, model=model), playlist.order_by, seed=playlist.seed
-    )
+    found = labelled_tracks(session, rule, model=model)
+    found = [t for t in found if t.genre is None or normalize_genre(t.genre) not in excluded]
+    ordered = order_tracks(found, playlist.order_by, seed=playlist.seed)
     capped = cap_per_artist(ordered, playlist.max_per_artist)
     return capped if playlist.max_tracks is None else capped[: playlist.max_tracks]
 
@@ -93,6 +112,7 @@ class PlaylistChange:
     total: int
     added: list[int] = field(default_factory=list)
     removed: list[int] = field(default_factory=list)
+    problem: str | None = None  # why it could not be evaluated (a --like seed is gone)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -100,6 +120,7 @@ class PlaylistChange:
             "tracks": self.total,
             "added": len(self.added),
             "removed": len(self.removed),
+            **({"problem": self.problem} if self.problem else {}),
         }
 
 
@@ -122,7 +143,11 @@ def refresh_playlists(
     model = model or promoted_model(session)
     changes = []
     for playlist in playlists:
-        now = [t.id for t in evaluate_playlist(session, playlist, model=model)]
+        try:
+            now = [t.id for t in evaluate_playlist(session, playlist, model=model)]
+        except GenreError as exc:  # a --like playlist's seed left: the others go on
+            changes.append(PlaylistChange(playlist.name, 0, problem=str(exc)))
+            continue
         before = set(playlist.track_ids or [])
         changes.append(
             PlaylistChange(

@@ -32,6 +32,7 @@ from worker.features.shards import open_shard
 from worker.inference.describe import EncoderView, describe, track_level
 from worker.inference.moods import record_moods
 from worker.inference.predict import Rows, score_tracks
+from worker.inference.vectors import store_track_vectors, track_vectors, with_vector_arrays
 from worker.models.device import resolve_device
 from worker.models.encoders import class_names
 from worker.models.heads import GenreHead
@@ -250,18 +251,26 @@ def infer_shard(
             return 0
         loaded = cached_model(model_path, model_sha)
         sets = model_feature_sets(loaded.feature_params)
-        needed = rows_needed(loaded, sets)
+        needed = with_vector_arrays(sets, rows_needed(loaded, sets))
         rows = read_rows(session, tracks, sets, needed, on_damaged=on_damaged or _log_damaged)
     if not len(rows[0]):
         return 0
     labels = label_tracks(loaded, rows, settings=settings)
-    _store(settings, model_id, labels, settings.unknown_threshold)
+    vectors = (sets, track_vectors(sets, rows))  # "more like this" (worker.inference.vectors)
+    _store(settings, model_id, labels, settings.unknown_threshold, vectors)
     record_moods(settings, sets, rows)
     return len(labels)
 
 
-def _store(settings: Settings, model_id: int, labels: dict[int, Label], threshold: float) -> None:
+def _store(
+    settings: Settings,
+    model_id: int,
+    labels: dict[int, Label],
+    threshold: float,
+    vectors: tuple[Sequence[FeatureSet], dict[int, np.ndarray]] = ((), {}),
+) -> None:
     with session_scope(settings) as session:
+        store_track_vectors(session, *vectors)
         session.execute(
             delete(Prediction).where(
                 Prediction.model_id == model_id, Prediction.track_id.in_(list(labels))
