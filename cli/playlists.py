@@ -12,6 +12,7 @@ import click
 from sqlalchemy.orm import Session
 
 from cli.app import Context, emit_json, json_option, pass_context
+from cli.scope import scope_option
 from db.engine import session_scope
 from db.listing import UNKNOWN, LabelledTrack, TrackFilter, labelled_tracks, normalize_genre
 from db.models import Playlist, TrackStatus
@@ -41,6 +42,8 @@ def rule_summary(playlist: Playlist) -> str:
         parts.append(f"{playlist.max_tracks} tracks")
     order = playlist.order_by
     parts.append(f"random (seed {playlist.seed})" if order == "random" else f"by {order}")
+    if playlist.scope == "album":
+        parts.append("album genres")
     return "; ".join(parts)
 
 
@@ -53,6 +56,7 @@ def playlist_dict(playlist: Playlist) -> dict[str, Any]:
         "order": playlist.order_by,
         "max_per_artist": playlist.max_per_artist,
         "seed": playlist.seed,
+        "scope": playlist.scope,
         "rule": rule_summary(playlist),
         "created_at": playlist.created_at.isoformat(timespec="seconds"),
         "refreshed_at": None
@@ -111,6 +115,7 @@ def playlist() -> None:
 @click.option("--max-per-artist", type=click.IntRange(min=1), help="At most N tracks per artist.")
 @click.option("--seed", type=click.IntRange(0, MAX_SEED), help="Seed of --order random.")
 @click.option("--replace", is_flag=True, help="Replace a playlist of the same name.")
+@scope_option
 @json_option
 @pass_context
 def create(obj: Context, name: str, **options: Any) -> None:
@@ -124,6 +129,7 @@ def create(obj: Context, name: str, **options: Any) -> None:
       genrectl playlist create jazz --genre jazz
       genrectl playlist create "Party" --genre disco --genre pop --min-confidence 0.6 \\
           --order random --max-per-artist 2 --limit 40
+      genrectl playlist create "Jazz albums" --genre jazz --scope album
     """
     name = _check_name(name)
     if options["seed"] is not None and options["order"] != "random":
@@ -149,6 +155,7 @@ def create(obj: Context, name: str, **options: Any) -> None:
                 order_by=options["order"],
                 max_per_artist=options["max_per_artist"],
                 seed=seed,
+                scope=options["scope"] or settings.scope,
             )
         )
         session.flush()

@@ -7,6 +7,7 @@ from typing import Any
 import click
 
 from cli.app import Context, emit_json, json_option, pass_context
+from cli.scope import scope_option
 from db.engine import session_scope
 from db.listing import SORT_KEYS, LabelledTrack, TrackFilter, count_labelled, track_page
 from db.models import TrackStatus
@@ -45,12 +46,15 @@ def tracks() -> None:
 )
 @click.option("--reverse", is_flag=True, help="Reverse the order.")
 @click.option("--limit", type=click.IntRange(min=1), help="At most this many tracks.")
+@scope_option
 @json_option
 @pass_context
 def list_tracks(obj: Context, **options: Any) -> None:
     """List tracks: tags, genre label, confidence and the file's own genre tag side by side.
 
-    The genre is your own label where you gave one (shown "(you)"), else the promoted model's.
+    The genre is your own label where you gave one (shown "(you)"), else the promoted model's:
+    at album scope its album's genre unless the track clearly disagrees. The model's track
+    and album labels are shown side by side.
 
     \b
     Examples:
@@ -59,6 +63,7 @@ def list_tracks(obj: Context, **options: Any) -> None:
       genrectl tracks list --unknown
       genrectl tracks list --failed
       genrectl tracks list --json --limit 10
+      genrectl tracks list --scope album --genre jazz   # tracks of jazz albums
     """
     settings = obj.ready_settings()
     statuses = [TrackStatus.FAILED] if options["failed"] else []
@@ -69,6 +74,7 @@ def list_tracks(obj: Context, **options: Any) -> None:
         min_confidence=options["min_confidence"],
         unknown=options["unknown"],
         statuses=statuses,
+        scope=options["scope"] or settings.scope,
     )
     limit = options["limit"]
     with session_scope(settings) as session:
@@ -91,7 +97,8 @@ def _print_tracks(found: list[LabelledTrack], *, total: int, failed: bool) -> No
         columns = ["id", "path", "status", "reason"]
         rows = [[t.id, t.path, t.status, t.error] for t in found]
     else:
-        columns = ["id", "artist", "title", "album", "genre", "conf", "tag", "status"]
+        columns = ["id", "artist", "title", "album", "genre", "conf", "track", "album label"]
+        columns += ["tag", "status"]
         rows = [
             [
                 t.id,
@@ -99,7 +106,9 @@ def _print_tracks(found: list[LabelledTrack], *, total: int, failed: bool) -> No
                 t.display_title,
                 t.album,
                 f"{t.genre} (you)" if t.source == "user" else t.genre,
-                _pct(t.confidence),
+                _pct(t.album_confidence if t.scope == "album" else t.confidence),
+                t.model_genre,
+                t.album_genre,
                 t.genre_tag,
                 "" if t.status == TrackStatus.OK else t.status,
             ]

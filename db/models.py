@@ -95,6 +95,9 @@ class Track(Base):
     title: Mapped[str | None] = mapped_column(Text)
     album: Mapped[str | None] = mapped_column(Text)
     genre_tag: Mapped[str | None] = mapped_column(Text)
+    album_artist: Mapped[str | None] = mapped_column(Text)
+    # The album it belongs to (db.albums.album_key: album artist + album, else its folder).
+    album_key: Mapped[str | None] = mapped_column(Text, index=True)
     added_at: Mapped[created_at]
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, onupdate=utcnow
@@ -238,6 +241,13 @@ class Prediction(Base):
         Index(
             "ix_predictions_model_genre_confidence", "model_id", "genre", "confidence", "track_id"
         ),
+        Index(
+            "ix_predictions_model_album_genre_confidence",
+            "model_id",
+            "album_genre",
+            "album_confidence",
+            "track_id",
+        ),
     )
 
     id: Mapped[intpk]
@@ -255,6 +265,10 @@ class Prediction(Base):
     top3: Mapped[list[list[Any]]] = mapped_column(JSON)  # [[genre, probability], ...]
     probabilities: Mapped[list[float]] = mapped_column(JSON)  # in the model's class order
     threshold: Mapped[float] = mapped_column(Float)
+    # The track's label at album scope (db.albums): its album's, or its own where it clearly
+    # disagrees; None until its album is computed.
+    album_genre: Mapped[str | None] = mapped_column(String(64))
+    album_confidence: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[created_at]
 
     track: Mapped[Track] = relationship(back_populates="predictions")
@@ -277,10 +291,28 @@ class Playlist(Base):
     max_tracks: Mapped[int | None]
     order_by: Mapped[str] = mapped_column(String(16), default="confidence")
     max_per_artist: Mapped[int | None]
+    # "track" or "album" (db.albums): which label of a track the rule reads.
+    scope: Mapped[str] = mapped_column(String(8), default="track", server_default="track")
     seed: Mapped[int | None]  # fixed at creation for random order, so the order is stable
     track_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
     created_at: Mapped[created_at]
     refreshed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Album(Base):
+    """One album's genre by one model, from its tracks' combined evidence (db.albums)."""
+
+    __tablename__ = "albums"
+    __table_args__ = (UniqueConstraint("model_id", "key", name="uq_album_model_key"),)
+
+    id: Mapped[intpk]
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), index=True)
+    key: Mapped[str] = mapped_column(Text)
+    genre: Mapped[str] = mapped_column(String(64))  # "unknown": unclear, tracks keep theirs
+    confidence: Mapped[float] = mapped_column(Float)
+    probabilities: Mapped[list[float]] = mapped_column(JSON)  # in the model's class order
+    tracks: Mapped[int]
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class UserLabel(Base):

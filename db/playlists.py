@@ -68,6 +68,7 @@ def evaluate_playlist(
         genres=playlist.genres,
         min_confidence=playlist.min_confidence,
         statuses=(TrackStatus.OK,),
+        scope=playlist.scope or "track",
     )
     if playlist.order_by in SQL_SORTS and playlist.max_per_artist is None:
         # Only the order decides which tracks stay: the database cuts the list.
