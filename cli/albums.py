@@ -27,10 +27,10 @@ def album_fact(detail: dict[str, Any]) -> str:
     """``jazz 81% over 9 tracks; this track takes it`` (or keeps its own, and why)."""
     album = detail["album_label"]
     head = f"{album['genre']} {album['confidence']:.0%} over {album['tracks']} tracks"
-    if album["genre"] == UNKNOWN:
-        return f"{head}: unclear, every track keeps its own"
     if detail["label_source"] == "user":
         return f"{head}; your label wins for this track"
+    if album["genre"] == UNKNOWN:
+        return f"{head}: unclear, every track keeps its own"
     if detail["album_genre"] == album["genre"]:
         return f"{head}; this track takes it"
     return f"{head}; this track keeps its own ({detail['album_genre']}): it clearly disagrees"

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -275,6 +275,7 @@ class OutOfFold:
     scores: dict[str, dict[int, np.ndarray]]
     thresholds: dict[int, np.ndarray]
     choices: list[dict[str, Any]]
+    folds: list[tuple[np.ndarray, Fitted]] = field(default_factory=list)  # (test, its head)
 
 
 def outer_oof(
@@ -294,7 +295,7 @@ def outer_oof(
     oof: dict[str, dict[int, np.ndarray]] = {"model": {}, "zeroshot": {}}
     oof.update({f"model on {v}": {} for v in degraded})
     thresholds: dict[int, np.ndarray] = {}
-    choices = []
+    choices, folds = [], []
     everything = np.concatenate(plan.tests)
     zeroshot = (
         empty_head("mn04-zeroshot", hd.data.classes, settings.home)
@@ -306,6 +307,7 @@ def outer_oof(
         train = np.setdiff1d(everything, test)
         fitted = fit_tracks(arch, hd, train, folds_of=plan.folds_of, seed=seed + number)
         choices.append({"fold": number, **fitted.chosen})
+        folds.append((test, fitted))
         if fitted.thresholds is not None:
             thresholds.update((int(t), fitted.thresholds) for t in test)
         if arch == "mn04-zeroshot":
@@ -323,7 +325,7 @@ def outer_oof(
     )
     reporter.stage("The MFCC baseline on the same folds")
     oof["baseline"] = _baseline(settings, hd.data, plan, reporter)
-    return OutOfFold(oof, thresholds, choices)
+    return OutOfFold(oof, thresholds, choices, folds)
 
 
 def cross_validate_head(

@@ -170,6 +170,8 @@ class Fitted:
     temperature: float = 1.0
     # Per-class thresholds from the inner out-of-fold answers (worker.training.thresholds).
     thresholds: np.ndarray | None = None
+    # The inner out-of-fold probabilities [N, C] and true classes [N] they were chosen on.
+    inner_oof: tuple[np.ndarray, np.ndarray] | None = None
 
     def log_probs(self, table: TrackTable, tracks: np.ndarray) -> np.ndarray:
         """Scores ``[len(tracks), C]`` of ``tracks`` (indices into ``table``)."""
@@ -260,11 +262,8 @@ def choose_and_fit(
         if tested.any()
         else 1.0
     )
-    thresholds = (
-        class_thresholds(softmax(blend(*best)[tested] / temperature), truth[tested])
-        if tested.any()
-        else None
-    )
+    inner_probs = softmax(blend(*best)[tested] / temperature)
+    thresholds = class_thresholds(inner_probs, truth[tested]) if tested.any() else None
     log.info("inner CV chose lam=%s C=%s w=%s T=%.2f (%.3f)", lam, c, w, temperature, scores[best])
     chosen = {k: v for k, v in (("lam", lam), ("C", c), ("w", w)) if v is not None}
     return Fitted(
@@ -276,6 +275,7 @@ def choose_and_fit(
         inner={f"lam={k[0]},C={k[1]},w={k[2]}": round(v, 4) for k, v in scores.items()},
         temperature=temperature,
         thresholds=thresholds,
+        inner_oof=(inner_probs, truth[tested]) if tested.any() else None,
     )
 
 

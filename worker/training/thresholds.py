@@ -5,9 +5,10 @@ answers its temperature is fitted on, so no test track of an outer fold is ever 
 the **lowest** threshold ``t`` on a grid (0.20 .. 0.90 by 0.01) such that, at ``t`` and at
 every grid point above it, the tracks with ``p_c >= t`` are of genre ``c`` with a precision
 of at least ``target`` (default 0.8: "right at least 4 times in 5 on artists it never
-heard"). The precision is smoothed, ``(right + 1) / (said + 2)``, so that three or four
-lucky tracks do not set a threshold. A class whose precision never reaches the target gets
-the ceiling (0.90): its label is only kept when the model is nearly sure.
+heard"). The precision is smoothed, ``(right + 1) / (said + 2)``, and a grid point with
+fewer than 5 tracks above it is skipped (too few to judge), so that a few lucky (or
+unlucky) tracks at the top do not set a threshold. A class whose precision never reaches
+the target gets the ceiling (0.90): its label is only kept when the model is nearly sure.
 
 Why precision over every track's ``p_c`` and not only the top class: the same numbers
 decide both whether a track's top genre is kept (else "unclear genre") and whether a
@@ -28,6 +29,7 @@ import numpy as np
 
 TARGET = 0.8
 GRID = np.round(np.arange(0.20, 0.9001, 0.01), 2)
+MIN_SAID = 5
 
 
 def class_thresholds(
@@ -46,10 +48,11 @@ def class_thresholds(
         precision = (right + 1) / (said + 2)
         chosen = GRID[-1]
         for i in range(len(GRID) - 1, -1, -1):  # from the top down, while precision holds
-            if said[i] and precision[i] < target:
+            if said[i] < MIN_SAID:  # too few to judge either way
+                continue
+            if precision[i] < target:
                 break
-            if said[i]:
-                chosen = GRID[i]
+            chosen = GRID[i]
         out[c] = chosen
     return out
 
