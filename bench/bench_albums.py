@@ -53,10 +53,10 @@ from worker.training.headjob import design, fit_tracks, fold_plan, head_data, ou
 from worker.training.heads import softmax
 from worker.training.job import TrainSpec, load_data
 from worker.training.runs import TrainReporter
-from worker.training.thresholds import class_thresholds, coverage_scores
+from worker.training.thresholds import coverage_scores, precision_thresholds
 
 ARCH = "encoder-head"
-GLOBALS = (0.35, 0.5, 0.6)
+GLOBALS = (0.35, 0.5, 0.6, 0.7)
 TARGETS = (0.7, 0.8, 0.9)
 MARGINS = (0.3, 0.5, 0.7, math.inf)
 _ID = re.compile(r"\.(\d+)$")
@@ -228,7 +228,7 @@ def main() -> None:
         inner = {
             f"inner{i}_{k}": v
             for i, (_, f) in enumerate(oof.folds)
-            for k, v in zip(("p", "y"), f.inner_oof or ())
+            for k, v in zip(("p", "y"), f.inner_oof or (), strict=False)
         }
         np.savez(
             args.dump,
@@ -247,20 +247,32 @@ def main() -> None:
     probs = np.stack([model[t] for t in tested])
     sources = [source_of[t] for t in tested]
     rows = {f"global {g}": coverage_scores(truth[tested], probs, sources, g) for g in GLOBALS}
-    per_target: dict[float, dict[int, np.ndarray]] = {}
+    product = np.stack([oof.thresholds[t] for t in tested])  # each fold's, the F1 rule
+    rows["per-class, F1 (the product's)"] = coverage_scores(truth[tested], probs, sources, product)
     for target in TARGETS:
-        per_target[target] = {}
+        limits: dict[int, np.ndarray] = {}
         for test, fitted in oof.folds:
             assert fitted.inner_oof is not None
-            limits = class_thresholds(*fitted.inner_oof, target=target)
-            per_target[target].update((int(t), limits) for t in test)
-        per_track = np.stack([per_target[target][t] for t in tested])
+            found = precision_thresholds(*fitted.inner_oof, target=target)
+            limits.update((int(t), found) for t in test)
+        per_track = np.stack([limits[t] for t in tested])
         rows[f"per-class, precision {target}"] = coverage_scores(
             truth[tested], probs, sources, per_track
         )
     base = np.stack([baseline[t] for t in tested])
     rows["baseline, global 0.35"] = coverage_scores(truth[tested], base, sources, 0.35)
+    sweep = {
+        g: coverage_scores(truth[tested], probs, sources, g)
+        for g in np.round(np.arange(0.2, 0.91, 0.05), 2)
+    }
+    for by_source in rows.values():
+        for source, r in by_source.items():
+            r["global_at_same_coverage"] = at_coverage(sweep, source, r["coverage"])
     report["thresholds"] = rows
+    report["secondary_genres"] = {
+        "per-class, F1": secondary_share(probs, product, sources),
+        "global 0.35": secondary_share(probs, np.full_like(probs, 0.35), sources),
+    }
     report["fold_thresholds"] = [
         {c: float(v) for c, v in zip(classes, fitted.thresholds, strict=True)}
         for _, fitted in oof.folds
@@ -272,7 +284,6 @@ def main() -> None:
     report["all_tracks_thresholds"] = {
         c: float(v) for c, v in zip(classes, shipped.thresholds, strict=True)
     }
-    print_thresholds(rows)
 
     # 2. albums
     index = data.by_key()
@@ -294,16 +305,18 @@ def main() -> None:
         "model, track scope": accuracy(members, own, truth, source_of),
         "baseline, track scope": accuracy(members, base_own, truth, source_of),
     }
-    thresholds08 = per_target[0.8]
+    chosen = oof.thresholds
     for method in METHODS:
-        found, _ = album_scope(
-            albums, model, thresholds08, classes, seconds, method=method, margin=0.5
-        )
+        found, _ = album_scope(albums, model, chosen, classes, seconds, method=method, margin=0.5)
         table[f"model, album scope ({method}, margin 0.5)"] = accuracy(
             members, found, truth, source_of
         )
     found, _ = album_scope(albums, baseline, 0.35, classes, seconds, method="mean", margin=0.5)
     table["baseline, album scope (mean, margin 0.5)"] = accuracy(members, found, truth, source_of)
+    found, _ = album_scope(albums, model, 0.35, classes, seconds, method="mean", margin=0.5)
+    table["model, album scope (mean, margin 0.5), global 0.35"] = accuracy(
+        members, found, truth, source_of
+    )
     report["album_accuracy"] = table
 
     # 3. margins: real albums, compilations, bonus tracks
@@ -315,14 +328,12 @@ def main() -> None:
     for margin in MARGINS:
         name = "never (album always)" if margin == math.inf else f"{margin}"
         real, unclear_real = album_scope(
-            albums, model, thresholds08, classes, seconds, method="mean", margin=margin
+            albums, model, chosen, classes, seconds, method="mean", margin=margin
         )
-        comp, _ = album_scope(
-            comps, model, thresholds08, classes, seconds, method="mean", margin=margin
-        )
+        comp, _ = album_scope(comps, model, chosen, classes, seconds, method="mean", margin=margin)
         hosts = [a for a, _ in bonus]
         with_b, _ = album_scope(
-            hosts, model, thresholds08, classes, seconds, method="mean", margin=margin
+            hosts, model, chosen, classes, seconds, method="mean", margin=margin
         )
         sweep[name] = {
             "albums": accuracy(members, real, truth, source_of)["all"],
@@ -344,29 +355,52 @@ def main() -> None:
         "by_margin": sweep,
     }
     unclear_track = {
-        t: bool(probs[i].max() < thresholds08[t][int(probs[i].argmax())])
-        for i, t in enumerate(tested)
+        t: bool(probs[i].max() < chosen[t][int(probs[i].argmax())]) for i, t in enumerate(tested)
     }
     _, unclear_album = album_scope(
-        albums, model, thresholds08, classes, seconds, method="mean", margin=0.5
+        albums, model, chosen, classes, seconds, method="mean", margin=0.5
     )
     report["album_coverage"] = {
         "track scope": round(1 - float(np.mean([unclear_track[t] for t in members])), 4),
         "album scope": round(1 - float(np.mean([unclear_album[t] for t in members])), 4),
     }
+    print_thresholds(rows)
     report["seconds"] = round(time.perf_counter() - started, 1)
     print(json.dumps({k: v for k, v in report.items() if k != "thresholds"}, indent=1))
     if args.json:
         args.json.write_text(json.dumps(report, indent=1))
 
 
+def at_coverage(sweep: dict[float, Any], source: str, coverage: float) -> float:
+    """The accuracy of the labels kept by one global threshold at ``coverage`` (linear
+    between the sweep's points)."""
+    points = sorted(
+        (r[source]["coverage"], r[source]["accuracy_kept"] or 0.0) for r in sweep.values()
+    )
+    xs, ys = zip(*points, strict=True)
+    return round(float(np.interp(coverage, xs, ys)), 4)
+
+
+def secondary_share(probs: np.ndarray, limits: np.ndarray, sources: list[str]) -> dict[str, float]:
+    """Per source, the share of tracks with a second genre: a class other than the top one
+    at or above its threshold (what ``tags write --max-genres 2`` would add)."""
+    others = probs.copy()
+    others[np.arange(len(probs)), probs.argmax(axis=1)] = -1
+    has = (others >= limits).any(axis=1)
+    where = np.asarray(sources)
+    return {s: round(float(has[where == s].mean()), 4) for s in sorted(set(sources))}
+
+
 def print_thresholds(rows: dict[str, Any]) -> None:
-    print(f"{'thresholds':32} {'source':6} {'coverage':>8} {'acc kept':>8} {'acc all':>8}")
+    print(
+        f"{'thresholds':30} {'source':6} {'coverage':>8} {'acc kept':>8} {'global, same cov':>16}"
+    )
     for name, by_source in rows.items():
         for source, r in by_source.items():
             kept = "-" if r["accuracy_kept"] is None else f"{r['accuracy_kept']:.1%}"
             print(
-                f"{name:32} {source[-6:]:6} {r['coverage']:8.1%} {kept:>8} {r['accuracy_all']:8.1%}"
+                f"{name:30} {source[-6:]:6} {r['coverage']:8.1%} {kept:>8} "
+                f"{r['global_at_same_coverage']:16.1%}"
             )
 
 

@@ -11,7 +11,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 SCOPE_HELP = (
     "album: a track shows its album's genre unless it clearly disagrees; track: its own "
-    "(default: GENRECTL_SCOPE, album)."
+    "(default: GENRECTL_SCOPE, track)."
 )
 
 

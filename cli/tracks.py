@@ -97,8 +97,7 @@ def _print_tracks(found: list[LabelledTrack], *, total: int, failed: bool) -> No
         columns = ["id", "path", "status", "reason"]
         rows = [[t.id, t.path, t.status, t.error] for t in found]
     else:
-        columns = ["id", "artist", "title", "album", "genre", "conf", "track", "album label"]
-        columns += ["tag", "status"]
+        columns = ["id", "artist", "title", "album", "genre", "conf", "tag", "status"]
         rows = [
             [
                 t.id,
@@ -107,13 +106,17 @@ def _print_tracks(found: list[LabelledTrack], *, total: int, failed: bool) -> No
                 t.album,
                 f"{t.genre} (you)" if t.source == "user" else t.genre,
                 _pct(t.album_confidence if t.scope == "album" else t.confidence),
-                t.model_genre,
-                t.album_genre,
                 t.genre_tag,
                 "" if t.status == TrackStatus.OK else t.status,
             ]
             for t in found
         ]
+        if any(t.album_genre != t.model_genre for t in found):
+            # Side by side: the label of the other scope, where an album changes any.
+            other = "track label" if found[0].scope == "album" else "album label"
+            columns.insert(6, other)
+            for row, t in zip(rows, found, strict=True):
+                row.insert(6, t.model_genre if t.scope == "album" else t.album_genre)
         if any(t.reason and t.source != "user" for t in found):
             columns.append("why unknown")
             for row, t in zip(rows, found, strict=True):

@@ -230,6 +230,12 @@ class Model(Base):
     )
 
 
+def _own(column: str) -> Any:
+    """A default that copies the row's own ``column``: a new prediction is its own label at
+    album scope until db.albums computes its album."""
+    return lambda context: context.get_current_parameters()[column]
+
+
 class Prediction(Base):
     """A model's answer for one track: the ensemble over the track's segments."""
 
@@ -266,9 +272,9 @@ class Prediction(Base):
     probabilities: Mapped[list[float]] = mapped_column(JSON)  # in the model's class order
     threshold: Mapped[float] = mapped_column(Float)
     # The track's label at album scope (db.albums): its album's, or its own where it clearly
-    # disagrees; None until its album is computed.
-    album_genre: Mapped[str | None] = mapped_column(String(64))
-    album_confidence: Mapped[float | None] = mapped_column(Float)
+    # disagrees.
+    album_genre: Mapped[str | None] = mapped_column(String(64), default=_own("genre"))
+    album_confidence: Mapped[float | None] = mapped_column(Float, default=_own("confidence"))
     created_at: Mapped[created_at]
 
     track: Mapped[Track] = relationship(back_populates="predictions")

@@ -63,7 +63,7 @@ SCOPES = ("track", "album")
 
 
 def _scope(env: Mapping[str, str]) -> str:
-    value = env.get(ENV_PREFIX + "SCOPE", "album").strip().lower()
+    value = env.get(ENV_PREFIX + "SCOPE", "track").strip().lower()
     if value not in SCOPES:
         raise ConfigError(f"{ENV_PREFIX}SCOPE={value!r} must be track or album")
     return value
@@ -108,9 +108,10 @@ class Settings:
     # Set by the user (GENRECTL_UNKNOWN_THRESHOLD): it then wins over a model's per-class
     # thresholds (worker.inference.label).
     unknown_threshold_explicit: bool = False
-    # The default scope of labels: "album" (an album's tracks share its genre unless one
-    # clearly disagrees) or "track" (each track's own); db.albums.
-    scope: str = "album"
+    # The default scope of labels: "track" (each track's own) or "album" (an album's tracks
+    # share its genre unless one clearly disagrees); db.albums. Track by default: an upgrade
+    # changes no listing or playlist, and album labels exist only after a labelling run.
+    scope: str = "track"
     starter_model: bool = True
     # Housekeeping inside the cluster (scheduler.periodic): seconds between reconciles and
     # between gc runs (0: off), and how old unfinished work must be before it counts as lost.

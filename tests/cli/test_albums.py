@@ -121,8 +121,11 @@ def test_the_album_label_overrides_a_weak_track_label(
     assert by_album["05 Weak"]["genre"] == "jazz"
     assert by_album["05 Weak"]["model_genre"] == "unknown"  # side by side: its own label
     assert {by_album[n]["genre"] for n, *_ in TRACKS[:4]} == {"jazz"}
-    # The default scope is album (GENRECTL_SCOPE).
-    assert _by_name(json_of(genrectl("tracks", "list", "--json")))["05 Weak"]["genre"] == "jazz"
+    # The default scope is the track's own (GENRECTL_SCOPE unset).
+    listed = _by_name(json_of(genrectl("tracks", "list", "--json")))["05 Weak"]
+    assert (listed["genre"], listed["album_genre"]) == ("unknown", "jazz")
+    table = genrectl("tracks", "list", "--scope", "album").output
+    assert "track label" in table  # the track's own label beside the album's
     shown = genrectl("show", str(ids["05 Weak"]), "--scope", "album", "--no-segments").output
     assert "this track takes it" in shown
     jazz = json_of(genrectl("tracks", "list", "--genre", "jazz", "--scope", "album", "--json"))
@@ -141,7 +144,7 @@ def test_a_clearly_different_track_keeps_its_own_label_and_the_users_label_wins(
     _, ids = library
     by_album = _by_name(json_of(genrectl("tracks", "list", "--scope", "album", "--json")))
     assert by_album["06 Bonus"]["genre"] == "metal"
-    shown = genrectl("show", str(ids["06 Bonus"]), "--no-segments").output
+    shown = genrectl("show", str(ids["06 Bonus"]), "--scope", "album", "--no-segments").output
     assert "clearly disagrees" in shown
     before = json_of(genrectl("show", str(ids["03 Pursuance"]), "--no-segments", "--json"))
     genrectl("label", str(ids["03 Pursuance"]), "blues")

@@ -55,7 +55,7 @@ from worker.training.heads import (
     softmax,
 )
 from worker.training.runs import TrainReporter
-from worker.training.thresholds import TARGET, coverage_scores
+from worker.training.thresholds import coverage_scores
 
 log = logging.getLogger(__name__)
 
@@ -374,7 +374,7 @@ def cross_validate_head(
     if len(found.thresholds) == len(tested):
         per_track = np.stack([found.thresholds[int(i)] for i in tested])
         out["class_thresholds"] = {
-            "rule": f"per class, the lowest p with inner out-of-fold precision >= {TARGET}",
+            "rule": "per class, the F1-maximising threshold on inner out-of-fold answers",
             "global": coverage_scores(truth, probs, sources, settings.unknown_threshold),
             "per_class": coverage_scores(truth, probs, sources, per_track),
         }
