@@ -7,6 +7,7 @@ from typing import Any
 import click
 
 from cli.app import Context, emit_json, json_option, pass_context
+from cli.browse import show
 from cli.scope import scope_option
 from db.engine import session_scope
 from db.listing import SORT_KEYS, LabelledTrack, TrackFilter, count_labelled, track_page
@@ -20,6 +21,10 @@ def _pct(value: float | None) -> str:
 @click.group()
 def tracks() -> None:
     """Browse the tracks of the library."""
+
+
+# ``genrectl tracks show`` is ``genrectl show`` (with ``--scope``).
+tracks.add_command(show, name="show")
 
 
 @tracks.command("list")

@@ -11,7 +11,7 @@ import mutagen
 import pytest
 from sqlalchemy import select
 
-from db.albums import refresh_albums_of
+from db.albums import ScopedLabel, refresh_albums_of, scoped_labels
 from db.engine import session_scope
 from db.models import Model, Prediction
 from genrectl.settings import Settings
@@ -141,13 +141,23 @@ def test_the_album_label_overrides_a_weak_track_label(
 def test_a_clearly_different_track_keeps_its_own_label_and_the_users_label_wins(
     genrectl: Invoke, library: tuple[Settings, dict[str, int]]
 ) -> None:
-    _, ids = library
+    settings, ids = library
     by_album = _by_name(json_of(genrectl("tracks", "list", "--scope", "album", "--json")))
     assert by_album["06 Bonus"]["genre"] == "metal"
-    shown = genrectl("show", str(ids["06 Bonus"]), "--scope", "album", "--no-segments").output
+    shown = genrectl(
+        "tracks", "show", str(ids["06 Bonus"]), "--scope", "album", "--no-segments"
+    ).output
     assert "clearly disagrees" in shown
     before = json_of(genrectl("show", str(ids["03 Pursuance"]), "--no-segments", "--json"))
     genrectl("label", str(ids["03 Pursuance"]), "blues")
+    # What `tags write --scope` reads.
+    with session_scope(settings) as session:
+        scoped = scoped_labels(session, list(ids.values()), scope="album")
+        own = scoped_labels(session, list(ids.values()), scope="track")
+    assert (scoped[ids["05 Weak"]].genre, scoped[ids["05 Weak"]].source) == ("jazz", "album")
+    assert (scoped[ids["06 Bonus"]].genre, scoped[ids["06 Bonus"]].source) == ("metal", "track")
+    assert scoped[ids["03 Pursuance"]] == ScopedLabel("blues", 1.0, "user")
+    assert own[ids["05 Weak"]].genre == "unknown"
     by_album = _by_name(json_of(genrectl("tracks", "list", "--scope", "album", "--json")))
     assert by_album["03 Pursuance"]["genre"] == "blues"
     assert by_album["03 Pursuance"]["label_source"] == "user"
