@@ -14,7 +14,7 @@ from db.listing import TrackFilter, _labels_query, labelled_tracks
 from db.models import Album, Model, Track
 from db.registry import promoted_model
 from genrectl.settings import Settings
-from tests.cli.library import Song, add_model, add_songs, home_settings
+from tests.cli.library import Song, add_model, add_songs, home_settings, prediction
 
 # Two albums of three: one all jazz but a weak track; one of three genres (a compilation).
 SONGS = [
@@ -85,3 +85,25 @@ def test_album_scope_reads_its_index_and_an_album_its_key(tmp_path: Path) -> Non
         "album_confidence>?)" in _plan(settings, sql)
     )
     assert "ix_tracks_album_key (album_key=?)" in _plan(settings, album)
+
+
+def test_the_migration_gives_old_tracks_album_keys_and_old_predictions_their_own_label(
+    db_settings: Settings,
+) -> None:
+    from sqlalchemy import text
+
+    from db.migrate import downgrade_to, upgrade
+
+    ids = add_songs(db_settings, [Song("/m/x/1.flac", "jazz", 0.9, album="Blue")], model_id=None)
+    add_model(db_settings)
+    with session_scope(db_settings) as session:
+        model = promoted_model(session)
+        assert model is not None
+        session.add(prediction(ids["/m/x/1.flac"], model.id, "jazz", 0.9))
+    downgrade_to(db_settings, "97e1fb93f9d0")  # before albums
+    upgrade(db_settings)
+    with get_engine(db_settings).connect() as connection:
+        key = connection.execute(text("SELECT album_key FROM tracks")).scalar()
+        row = connection.execute(text("SELECT album_genre, album_confidence FROM predictions"))
+        assert key == "tag:\x1fblue"  # no artist tag: the album alone
+        assert tuple(row.one()) == ("jazz", 0.9)
