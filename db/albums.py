@@ -24,7 +24,9 @@ Stored per (model, album) in ``albums`` and per prediction in ``predictions.albu
 and ``album_confidence`` (the track's label at album scope), indexed like the track's own
 label (migration 13b2a1b0c0d2), so that listings and playlists at album scope are index
 ranges too. ``refresh_albums`` recomputes the albums a labelling run or a user's label
-touched (worker.inference.label, cli.labels); it reads only those albums' tracks.
+touched (worker.inference.label, cli.labels); it reads only those albums' tracks. Two
+labelling runs that touch one album at once each recompute it from what is committed when
+they read; the later writer wins (a relabel puts any stale album right).
 """
 
 from __future__ import annotations
@@ -213,7 +215,8 @@ def refresh_albums(
                 not_music=bool(reason and reason.startswith("not music")),
             )
         )
-    albums, updates = [], []
+    albums: list[dict[str, Any]] = []
+    updates: list[dict[str, Any]] = []
     for key, evidence in by_album.items():
         if key.startswith("dir:") and len(evidence) > MAX_FOLDER_TRACKS:
             decision = AlbumDecision(
@@ -236,6 +239,10 @@ def refresh_albums(
             {"tid": tid, "g": genre, "c": confidence}
             for tid, (genre, confidence, _) in decision.tracks.items()
         ]
+    # In key and track order: two runs on the same albums lock rows in the same order (they
+    # wait for each other, they never deadlock on PostgreSQL).
+    albums.sort(key=lambda a: str(a["key"]))
+    updates.sort(key=lambda u: int(u["tid"]))
     _store(session, model.id, albums, updates)
     return len(albums)
 

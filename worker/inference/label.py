@@ -315,8 +315,11 @@ def _store(settings: Settings, model_id: int, labels: dict[int, Label], threshol
             index_elements=["track_id", "model_id"],
         )
         finish_label_jobs(session, model_id, list(labels))
+    # The albums of these tracks, with their new labels, once those are committed: in their
+    # own transaction, so that two shards of one album never hold each other's new rows.
+    with session_scope(settings) as session:
         model = session.get(Model, model_id)
-        if model is not None:  # the albums of these tracks, with their new labels
+        if model is not None:
             refresh_albums(
                 session,
                 model,
