@@ -7,8 +7,10 @@ from typing import Any
 import click
 from sqlalchemy import select
 
+from cli.albums import album_fact, album_summary
 from cli.app import Context, emit_json, json_option, pass_context
 from cli.genretree import genre_tree_facts, mood_facts, tree
+from cli.scope import scope_option
 from db.engine import session_scope
 from db.listing import TrackFilter, labelled_tracks
 from db.models import Segment, Track
@@ -134,12 +136,18 @@ def segment_predictions(settings: Settings, track_id: int) -> list[dict[str, Any
     return out
 
 
-def track_details(settings: Settings, ref: str, *, segments: bool) -> dict[str, Any]:
+def track_details(
+    settings: Settings, ref: str, *, segments: bool, scope: str = "track"
+) -> dict[str, Any]:
     with session_scope(settings) as session:
         track = find_track(session, ref)
-        (labelled,) = with_moods(session, labelled_tracks(session, TrackFilter(ids=(track.id,))))
+        (labelled,) = with_moods(
+            session, labelled_tracks(session, TrackFilter(ids=(track.id,), scope=scope))
+        )
         detail = {
             **labelled.to_dict(),
+            "album_artist": track.album_artist,
+            "album_label": album_summary(session, track),
             "codec": track.codec,
             "sample_rate": track.sample_rate,
             "channels": track.channels,
@@ -164,9 +172,10 @@ def track_details(settings: Settings, ref: str, *, segments: bool) -> dict[str, 
 @click.command()
 @click.argument("track")
 @click.option("--no-segments", is_flag=True, help="Skip the per-segment predictions (faster).")
+@scope_option
 @json_option
 @pass_context
-def show(obj: Context, track: str, no_segments: bool, as_json: bool) -> None:
+def show(obj: Context, track: str, no_segments: bool, scope: str | None, as_json: bool) -> None:
     """Everything about one TRACK (an id, a path, or the end of a path): tags, your label,
     the model's label with its top 3, and the model's answer for each 6 s segment.
 
@@ -175,9 +184,10 @@ def show(obj: Context, track: str, no_segments: bool, as_json: bool) -> None:
       genrectl show 42
       genrectl show "~/Music/Miles Davis/So What.flac"
       genrectl show "So What.flac" --json
+      genrectl show 42 --scope track     # the track's own label first
     """
     settings = obj.ready_settings()
-    detail = track_details(settings, track, segments=not no_segments)
+    detail = track_details(settings, track, segments=not no_segments, scope=scope or settings.scope)
     if as_json:
         emit_json(detail)
         return
@@ -196,6 +206,7 @@ FACT_KEYS = (
     "artist",
     "title",
     "album",
+    "album_artist",
     "duration_s",
     "codec",
     "sample_rate",
@@ -216,6 +227,8 @@ def _facts(detail: dict[str, Any]) -> list[list[Any]]:
             ["model", f"{detail['model']}: {detail['model_genre']} ({_pct(detail['confidence'])})"]
         )
         facts.append(["top 3", ", ".join(f"{g} {_pct(p)}" for g, p in detail["top3"] or [])])
+    if detail["album_label"]:
+        facts.append(["album label", album_fact(detail)])
     if detail["reason"]:
         facts.append(["unknown", detail["reason"]])
     if detail["music"] is not None:

@@ -10,6 +10,7 @@ import click
 from sqlalchemy import func, select
 
 from cli.app import Context, emit_json, json_option, pass_context
+from db.albums import refresh_albums_of
 from db.engine import session_scope
 from db.listing import UNKNOWN, normalize_genre
 from db.models import Prediction, utcnow
@@ -76,6 +77,7 @@ def label(obj: Context, track: str, genre: str | None, clear: bool, as_json: boo
         novel = new is not None and new not in known_genres(session)
         found = find_track(session, track)
         old = set_user_label(session, found, new)
+        refresh_albums_of(session, [found.id], settings)
         changes = refresh_playlists(session)
         result = {
             "id": found.id,

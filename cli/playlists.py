@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from cli.app import Context, emit_json, json_option, pass_context
 from cli.moodopts import audio_options, audio_rule
+from cli.scope import scope_option
 from db.engine import session_scope
 from db.listing import UNKNOWN, LabelledTrack, TrackFilter, labelled_tracks, normalize_genre
 from db.models import Playlist, TrackStatus
@@ -47,6 +48,8 @@ def rule_summary(playlist: Playlist) -> str:
         parts.append(f"{playlist.max_tracks} tracks")
     order = playlist.order_by
     parts.append(f"random (seed {playlist.seed})" if order == "random" else f"by {order}")
+    if playlist.scope == "album":
+        parts.append("album genres")
     return "; ".join(parts)
 
 
@@ -62,6 +65,7 @@ def playlist_dict(playlist: Playlist) -> dict[str, Any]:
         "mood_rule": playlist.mood_rule,
         "like": playlist.like_track_ids,
         "exclude_genres": playlist.exclude_genres,
+        "scope": playlist.scope,
         "rule": rule_summary(playlist),
         "created_at": playlist.created_at.isoformat(timespec="seconds"),
         "refreshed_at": None
@@ -130,6 +134,7 @@ def playlist() -> None:
 @click.option("--seed", type=click.IntRange(0, MAX_SEED), help="Seed of --order random.")
 @click.option("--replace", is_flag=True, help="Replace a playlist of the same name.")
 @audio_options
+@scope_option
 @json_option
 @pass_context
 def create(obj: Context, name: str, **options: Any) -> None:
@@ -150,6 +155,7 @@ def create(obj: Context, name: str, **options: Any) -> None:
     --like TRACK (an id or a path; repeat for several) orders the library by similarity to
     those tracks, under the other rules, and leaves the seeds themselves out; without
     --limit it keeps 50 tracks. Refreshing it brings in new tracks like the seeds.
+      genrectl playlist create "Jazz albums" --genre jazz --scope album
     """
     name = _check_name(name)
     mood = audio_rule(options)
@@ -197,6 +203,7 @@ def create(obj: Context, name: str, **options: Any) -> None:
                 mood_rule=mood.to_dict(),
                 like_track_ids=likes,
                 exclude_genres=excluded,
+                scope=options["scope"] or settings.scope,
             )
         )
         session.flush()

@@ -7,7 +7,9 @@ from typing import Any
 import click
 
 from cli.app import Context, emit_json, json_option, pass_context
+from cli.browse import show
 from cli.moodopts import audio_options, audio_rule, energy_cell, mood_cell, tempo_cell
+from cli.scope import scope_option
 from db.engine import session_scope
 from db.listing import SORT_KEYS, LabelledTrack, TrackFilter, count_labelled, track_page
 from db.models import TrackStatus
@@ -21,6 +23,10 @@ def _pct(value: float | None) -> str:
 @click.group()
 def tracks() -> None:
     """Browse the tracks of the library."""
+
+
+# ``genrectl tracks show`` is ``genrectl show`` (with ``--scope``).
+tracks.add_command(show, name="show")
 
 
 @tracks.command("list")
@@ -48,11 +54,15 @@ def tracks() -> None:
 @click.option("--reverse", is_flag=True, help="Reverse the order.")
 @click.option("--limit", type=click.IntRange(min=1), help="At most this many tracks.")
 @audio_options
+@scope_option
 @json_option
 @pass_context
 def list_tracks(obj: Context, **options: Any) -> None:
     """List tracks: tags, genre label, confidence and the file's own genre tag side by side.
 
+    The genre is your own label where you gave one (shown "(you)"), else the promoted model's:
+    at album scope its album's genre unless the track clearly disagrees. The model's track
+    and album labels are shown side by side.
     The genre is your own label where you gave one (shown "(you)"), else the promoted model's.
     --genre takes a genre of your genre tree with the genres below it (`genrectl genres
     tree`): --genre Rock lists metal and punk too.
@@ -65,6 +75,7 @@ def list_tracks(obj: Context, **options: Any) -> None:
       genrectl tracks list --failed
       genrectl tracks list --json --limit 10
       genrectl tracks list --genre Rock --mood happy --min-energy 0.6 --tempo 100-130
+      genrectl tracks list --scope album --genre jazz   # tracks of jazz albums
     """
     settings = obj.ready_settings()
     statuses = [TrackStatus.FAILED] if options["failed"] else []
@@ -79,6 +90,7 @@ def list_tracks(obj: Context, **options: Any) -> None:
         moods=mood.moods,
         min_energy=mood.min_energy,
         tempo=mood.tempo,
+        scope=options["scope"] or settings.scope,
     )
     limit = options["limit"]
     with session_scope(settings) as session:
@@ -112,12 +124,18 @@ def _print_tracks(
                 t.display_title,
                 t.album,
                 f"{t.genre} (you)" if t.source == "user" else t.genre,
-                _pct(t.confidence),
+                _pct(t.album_confidence if t.scope == "album" else t.confidence),
                 t.genre_tag,
                 "" if t.status == TrackStatus.OK else t.status,
             ]
             for t in found
         ]
+        if any(t.album_genre != t.model_genre for t in found):
+            # Side by side: the label of the other scope, where an album changes any.
+            other = "track label" if found[0].scope == "album" else "album label"
+            columns.insert(6, other)
+            for row, t in zip(rows, found, strict=True):
+                row.insert(6, t.model_genre if t.scope == "album" else t.album_genre)
         if any(t.reason and t.source != "user" for t in found):
             columns.append("why unknown")
             for row, t in zip(rows, found, strict=True):

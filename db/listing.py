@@ -56,13 +56,18 @@ class LabelledTrack:
     tempo_bpm: float | None = None
     energy: float | None = None
     moods: dict[str, float] | None = None  # mood -> score, where asked for (db.moods)
+    # The model's label at album scope (db.albums) and the scope ``genre`` is read at.
+    album_genre: str | None = None
+    album_confidence: float | None = None
+    scope: str = "track"
 
     @property
     def rank_confidence(self) -> float:
         """For filters and ordering: the user's own label counts as certain."""
         if self.source == USER:
             return 1.0
-        return -1.0 if self.confidence is None else self.confidence
+        confidence = self.album_confidence if self.scope == "album" else self.confidence
+        return -1.0 if confidence is None else confidence
 
     @property
     def display_title(self) -> str:
@@ -95,6 +100,11 @@ class LabelledTrack:
             "tempo_bpm": self.tempo_bpm,
             "energy": self.energy,
             **({} if self.moods is None else {"moods": self.moods}),
+            "album_genre": self.album_genre,
+            "album_confidence": None
+            if self.album_confidence is None
+            else round(self.album_confidence, 4),
+            "scope": self.scope,
         }
 
 
@@ -113,6 +123,16 @@ class TrackFilter:
     moods: Sequence[str] = ()
     min_energy: float | None = None
     tempo: tuple[float, float] | None = None
+    scope: str = "track"  # "album": the model's label at album scope (db.albums)
+
+
+def _model_label(scope: str) -> tuple[Any, Any]:
+    """The prediction's (genre, confidence) columns a label at ``scope`` reads: at album
+    scope the album's (a new prediction's own until its album is computed: label._store
+    and migration 13b2a1b0c0d2 fill it so, and the index reads it as it is)."""
+    if scope == "album":
+        return Prediction.album_genre, Prediction.album_confidence
+    return Prediction.genre, Prediction.confidence
 
 
 def normalize_genre(genre: str) -> str:
@@ -131,14 +151,15 @@ def _matching_ids(model_id: int, rule: TrackFilter) -> Select[int] | CompoundSel
     if not (rule.genres or rule.unknown or rule.min_confidence is not None):
         return None
     genres = [normalize_genre(g) for g in rule.genres]
+    model_genre, model_confidence = _model_label(rule.scope)
     unlabelled = ~select(UserLabel.id).where(UserLabel.track_id == Prediction.track_id).exists()
     by_model = select(Prediction.track_id).where(Prediction.model_id == model_id, unlabelled)
     if genres:
-        by_model = by_model.where(Prediction.genre.in_(genres))
+        by_model = by_model.where(model_genre.in_(genres))
     if rule.unknown:
-        return by_model.where(Prediction.genre == UNKNOWN)  # the user's label is never unknown
+        return by_model.where(model_genre == UNKNOWN)  # the user's label is never unknown
     if rule.min_confidence is not None:  # the user's labels always pass
-        by_model = by_model.where(Prediction.confidence >= rule.min_confidence)
+        by_model = by_model.where(model_confidence >= rule.min_confidence)
     by_user = select(UserLabel.track_id)
     if genres:
         by_user = by_user.where(UserLabel.genre.in_(genres))
@@ -160,7 +181,8 @@ def _filtered_per_row(query: Select[Any], rule: TrackFilter) -> Select[Any]:
     """``query`` (tracks joined to their labels) cut to the tracks ``rule`` selects, by a
     test of each joined row: where the rule selects many tracks, a page in path order walks
     the path index and stops at the page's end, rather than gathering every match to sort."""
-    genre = func.coalesce(UserLabel.genre, Prediction.genre)
+    model_genre, model_confidence = _model_label(rule.scope)
+    genre = func.coalesce(UserLabel.genre, model_genre)
     if rule.ids:
         query = query.where(Track.id.in_(list(rule.ids)))
     if rule.statuses:
@@ -169,9 +191,9 @@ def _filtered_per_row(query: Select[Any], rule: TrackFilter) -> Select[Any]:
     if rule.genres:
         query = query.where(genre.in_([normalize_genre(g) for g in rule.genres]))
     if rule.unknown:
-        query = query.where(UserLabel.genre.is_(None), Prediction.genre == UNKNOWN)
+        query = query.where(UserLabel.genre.is_(None), model_genre == UNKNOWN)
     if rule.min_confidence is not None:
-        confidence = case((UserLabel.genre.is_not(None), 1.0), else_=Prediction.confidence)
+        confidence = case((UserLabel.genre.is_not(None), 1.0), else_=model_confidence)
         query = query.where(confidence >= rule.min_confidence)
     return query
 
@@ -186,18 +208,17 @@ def _selects_many(session: Session, model_id: int, rule: TrackFilter) -> bool:
     return (session.scalar(found) or 0) >= MANY
 
 
-def _rank_confidence() -> ColumnElement[float]:
+def _rank_confidence(scope: str = "track") -> ColumnElement[float]:
     """``LabelledTrack.rank_confidence`` in SQL."""
-    return case(
-        (UserLabel.genre.is_not(None), 1.0), else_=func.coalesce(Prediction.confidence, -1.0)
-    )
+    confidence = _model_label(scope)[1]
+    return case((UserLabel.genre.is_not(None), 1.0), else_=func.coalesce(confidence, -1.0))
 
 
-def _sql_order(sort: str, reverse: bool) -> list[ColumnElement[Any]]:
+def _sql_order(sort: str, reverse: bool, scope: str = "track") -> list[ColumnElement[Any]]:
     """``SORT_KEYS[sort]`` as ORDER BY terms, for the sorts in ``SQL_SORTS``."""
     if sort == "path":
         return [Track.path.desc() if reverse else Track.path.asc()]
-    rank = _rank_confidence()
+    rank = _rank_confidence(scope)
     return [rank.asc(), Track.path.desc()] if reverse else [rank.desc(), Track.path.asc()]
 
 
@@ -213,6 +234,8 @@ def _labels_query(model: Model | None, rule: TrackFilter, *, per_row: bool = Fal
             Prediction.reason,
             Prediction.music,
             Prediction.tags,
+            Prediction.album_genre,
+            Prediction.album_confidence,
         )
         .outerjoin(UserLabel, UserLabel.track_id == Track.id)
         .outerjoin(
@@ -254,13 +277,15 @@ def labelled_tracks(
     rule, taxonomy = expand_genres(session, rule), session_taxonomy(session)
     walk = sort == "path" and limit is not None
     per_row = walk and _selects_many(session, -1 if model is None else model.id, rule)
-    query = _labels_query(model, rule, per_row=per_row).order_by(*_sql_order(sort, reverse))
+    order = _sql_order(sort, reverse, rule.scope)
+    query = _labels_query(model, rule, per_row=per_row).order_by(*order)
     out = []
-    for track, user_genre, model_genre, confidence, top3, reason, music, tags in session.execute(
-        query.limit(limit).offset(offset or None)
-    ):
+    for row in session.execute(query.limit(limit).offset(offset or None)):
+        track, user_genre, model_genre, confidence, top3, reason, music, tags = row[:8]
+        album_genre, album_confidence = row[8:]
         source = USER if user_genre else MODEL if model_genre else None
-        genre = user_genre or model_genre
+        scoped = album_genre if rule.scope == "album" and album_genre else model_genre
+        genre = user_genre or scoped
         canonical = None if genre is None else taxonomy.canonical(genre)
         out.append(
             LabelledTrack(
@@ -288,6 +313,9 @@ def labelled_tracks(
                 genre_parents=() if canonical is None else tuple(taxonomy.parents(canonical)),
                 tempo_bpm=track.tempo_bpm,
                 energy=track.energy,
+                album_genre=album_genre,
+                album_confidence=album_confidence,
+                scope=rule.scope,
             )
         )
     return out

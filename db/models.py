@@ -100,6 +100,9 @@ class Track(Base):
     # None for tracks featurized before they existed (migration 13c3d4e5f0d3).
     tempo_bpm: Mapped[float | None] = mapped_column(Float, index=True)
     energy: Mapped[float | None] = mapped_column(Float, index=True)
+    album_artist: Mapped[str | None] = mapped_column(Text)
+    # The album it belongs to (db.albums.album_key: album artist + album, else its folder).
+    album_key: Mapped[str | None] = mapped_column(Text, index=True)
     added_at: Mapped[created_at]
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, onupdate=utcnow
@@ -232,6 +235,12 @@ class Model(Base):
     )
 
 
+def _own(column: str) -> Any:
+    """A default that copies the row's own ``column``: a new prediction is its own label at
+    album scope until db.albums computes its album."""
+    return lambda context: context.get_current_parameters()[column]
+
+
 class Prediction(Base):
     """A model's answer for one track: the ensemble over the track's segments."""
 
@@ -242,6 +251,13 @@ class Prediction(Base):
         # counts by genre read only the entries they select (migration 0007).
         Index(
             "ix_predictions_model_genre_confidence", "model_id", "genre", "confidence", "track_id"
+        ),
+        Index(
+            "ix_predictions_model_album_genre_confidence",
+            "model_id",
+            "album_genre",
+            "album_confidence",
+            "track_id",
         ),
     )
 
@@ -260,6 +276,10 @@ class Prediction(Base):
     top3: Mapped[list[list[Any]]] = mapped_column(JSON)  # [[genre, probability], ...]
     probabilities: Mapped[list[float]] = mapped_column(JSON)  # in the model's class order
     threshold: Mapped[float] = mapped_column(Float)
+    # The track's label at album scope (db.albums): its album's, or its own where it clearly
+    # disagrees.
+    album_genre: Mapped[str | None] = mapped_column(String(64), default=_own("genre"))
+    album_confidence: Mapped[float | None] = mapped_column(Float, default=_own("confidence"))
     created_at: Mapped[created_at]
 
     track: Mapped[Track] = relationship(back_populates="predictions")
@@ -282,6 +302,8 @@ class Playlist(Base):
     max_tracks: Mapped[int | None]
     order_by: Mapped[str] = mapped_column(String(16), default="confidence")
     max_per_artist: Mapped[int | None]
+    # "track" or "album" (db.albums): which label of a track the rule reads.
+    scope: Mapped[str] = mapped_column(String(8), default="track", server_default="track")
     seed: Mapped[int | None]  # fixed at creation for random order, so the order is stable
     # Moods, minimum energy and tempo range the tracks must have (db.moods.MoodRule), or None.
     mood_rule: Mapped[dict[str, Any] | None] = mapped_column(JSON)
@@ -306,6 +328,22 @@ class TrackMood(Base):
     )
     mood: Mapped[str] = mapped_column(String(32), primary_key=True)
     score: Mapped[float] = mapped_column(Float)
+
+
+class Album(Base):
+    """One album's genre by one model, from its tracks' combined evidence (db.albums)."""
+
+    __tablename__ = "albums"
+    __table_args__ = (UniqueConstraint("model_id", "key", name="uq_album_model_key"),)
+
+    id: Mapped[intpk]
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), index=True)
+    key: Mapped[str] = mapped_column(Text)
+    genre: Mapped[str] = mapped_column(String(64))  # "unknown": unclear, tracks keep theirs
+    confidence: Mapped[float] = mapped_column(Float)
+    probabilities: Mapped[list[float]] = mapped_column(JSON)  # in the model's class order
+    tracks: Mapped[int]
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class UserLabel(Base):

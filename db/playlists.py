@@ -73,6 +73,7 @@ def playlist_rule(playlist: Playlist) -> TrackFilter:
         moods=mood.moods,
         min_energy=mood.min_energy,
         tempo=mood.tempo,
+        scope=playlist.scope or "track",
     )
 
 

@@ -59,6 +59,16 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise ConfigError(f"{ENV_PREFIX}{name}={raw!r} must be 1/0, true/false, yes/no or on/off")
 
 
+SCOPES = ("track", "album")
+
+
+def _scope(env: Mapping[str, str]) -> str:
+    value = env.get(ENV_PREFIX + "SCOPE", "track").strip().lower()
+    if value not in SCOPES:
+        raise ConfigError(f"{ENV_PREFIX}SCOPE={value!r} must be track or album")
+    return value
+
+
 def parse_path_map(raw: str) -> tuple[tuple[str, str], ...]:
     """Parse ``/home/me/Music=/music;/mnt/a=/b`` into ((src, dst), ...)."""
     pairs: list[tuple[str, str]] = []
@@ -95,6 +105,13 @@ class Settings:
     path_map: tuple[tuple[str, str], ...] = ()
     device: str = "auto"
     unknown_threshold: float = 0.35
+    # Set by the user (GENRECTL_UNKNOWN_THRESHOLD): it then wins over a model's per-class
+    # thresholds (worker.inference.label).
+    unknown_threshold_explicit: bool = False
+    # The default scope of labels: "track" (each track's own) or "album" (an album's tracks
+    # share its genre unless one clearly disagrees); db.albums. Track by default: an upgrade
+    # changes no listing or playlist, and album labels exist only after a labelling run.
+    scope: str = "track"
     starter_model: bool = True
     # Housekeeping inside the cluster (scheduler.periodic): seconds between reconciles and
     # between gc runs (0: off), and how old unfinished work must be before it counts as lost.
@@ -124,6 +141,8 @@ class Settings:
             path_map=parse_path_map(env.get(ENV_PREFIX + "PATH_MAP", "")),
             device=device,
             unknown_threshold=_float(env, "UNKNOWN_THRESHOLD", 0.35, lo=0.0, hi=1.0),
+            unknown_threshold_explicit=bool(env.get(ENV_PREFIX + "UNKNOWN_THRESHOLD")),
+            scope=_scope(env),
             starter_model=_bool(env, "STARTER_MODEL", True),
             reconcile_interval_s=_int(env, "RECONCILE_INTERVAL", 30, minimum=0),
             reconcile_grace_s=_int(env, "RECONCILE_GRACE", 60, minimum=0),

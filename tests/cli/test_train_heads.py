@@ -76,6 +76,9 @@ def test_a_head_is_scored_out_of_fold_per_folder_and_registered(
     assert shown["arch"] == "encoder-head" and shown["classes"] == list(GENRES)
     assert [s["encoder"] for s in shown["feature_params"]["sets"]] == ["mn04", "msd_fcn"]
     assert shown["metrics"]["evaluated_on"].startswith("out of fold, 3 folds")
+    # Per-class thresholds from inner out-of-fold answers, and their out-of-fold effect.
+    assert set(shown["metrics"]["class_thresholds"]) == set(GENRES)
+    assert set(cv["class_thresholds"]["per_class"]) == {"full", "clips"}
 
 
 def test_the_zero_shot_model_needs_no_training_and_a_map_for_every_genre(

@@ -15,6 +15,7 @@ class Tags:
     title: str | None = None
     album: str | None = None
     genre: str | None = None
+    album_artist: str | None = None
 
 
 def _first(value: object) -> str | None:
@@ -44,6 +45,7 @@ def read_tags(path: Path) -> Tags:
             title=_first(tags.get("title")),
             album=_first(tags.get("album")),
             genre=_first(tags.get("genre")),
+            album_artist=_first(tags.get("albumartist")),
         )
     except (ValueError, KeyError, TypeError) as exc:
         log.info("unreadable tags in %s: %s", path, exc)

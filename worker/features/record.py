@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from db.albums import album_key
 from db.models import Job, JobStatus, Segment, Shard, Track, TrackStatus, utcnow
 from worker.audio.decode import AudioInfo
 from worker.audio.tags import Tags
@@ -146,6 +147,10 @@ def _record_track(
         tags.album,
         tags.genre,
     )
+    track.album_artist = tags.album_artist
+    track.album_key = album_key(
+        track.path, artist=tags.artist, album_artist=tags.album_artist, album=tags.album
+    )
     if outcome.status != TrackStatus.OK:
         return
     for version, source_id in outcome.reuse.items():
@@ -234,7 +239,13 @@ def _defer(session: Session, batch_id: int, track_id: int, error: str) -> bool:
 
 
 def _tags_of(track: Track) -> Tags:
-    return Tags(artist=track.artist, title=track.title, album=track.album, genre=track.genre_tag)
+    return Tags(
+        artist=track.artist,
+        title=track.title,
+        album=track.album,
+        genre=track.genre_tag,
+        album_artist=track.album_artist,
+    )
 
 
 def _job(session: Session, batch_id: int, track_id: int) -> Job | None:

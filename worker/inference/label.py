@@ -6,7 +6,10 @@ the tracks it labels are done in the same transaction (scheduler.pipeline).
 
 A track is ``unknown`` for one of two reasons, each recorded: it is not music at all (the
 encoder's own classes say so; models on the reference mel cannot tell), or its genre is
-unclear (the model's confidence is below GENRECTL_UNKNOWN_THRESHOLD).
+unclear (the model's confidence is below its threshold: the top genre's own threshold
+where the model carries per-class thresholds, ``metrics["class_thresholds"]``, calibrated
+out of fold by worker.training.thresholds; else, or when the user set
+GENRECTL_UNKNOWN_THRESHOLD, that one global threshold).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import numpy as np
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from db.albums import refresh_albums
 from db.engine import session_scope
 from db.models import Model, Prediction, Segment, Shard
 from db.upsert import insert_ignore
@@ -68,15 +72,33 @@ class Label:
     reason: str | None = None
     music: float | None = None
     tags: list[tuple[str, float]] | None = None
+    threshold: float | None = None  # the one the top genre was held to
+
+
+def class_thresholds(loaded: LoadedModel, settings: Settings) -> list[float] | None:
+    """The model's per-class thresholds in its class order, unless the user set
+    GENRECTL_UNKNOWN_THRESHOLD (that wins) or the model has none (older models)."""
+    found = loaded.metrics.get("class_thresholds") if loaded.metrics else None
+    if settings.unknown_threshold_explicit or not isinstance(found, dict):
+        return None
+    return [float(found.get(c, settings.unknown_threshold)) for c in loaded.classes]
 
 
 def label_from_probabilities(
-    probs: np.ndarray, classes: list[str], *, threshold: float, view: EncoderView | None = None
+    probs: np.ndarray,
+    classes: list[str],
+    *,
+    threshold: float,
+    view: EncoderView | None = None,
+    thresholds: Sequence[float] | None = None,
 ) -> Label:
-    """``probs`` [C] (mean of a track's segment probabilities) -> Label."""
+    """``probs`` [C] (mean of a track's segment probabilities) -> Label; the top genre is
+    held to ``thresholds[top]`` where given (per class), else to ``threshold``."""
     order = np.argsort(-probs)
     top = classes[int(order[0])]
     confidence = float(probs[order[0]])
+    if thresholds is not None:
+        threshold = float(thresholds[int(order[0])])
     reason = None
     if view is not None and not view.is_music:
         reason = view.reason
@@ -91,6 +113,7 @@ def label_from_probabilities(
         reason=reason,
         music=None if view is None else view.music,
         tags=None if view is None else view.tags,
+        threshold=threshold,
     )
 
 
@@ -117,9 +140,14 @@ def label_tracks(
     ``rows``."""
     probs = score_tracks(loaded.model, rows, device=resolve_device(settings.device))
     views = _views(loaded, rows)
+    per_class = class_thresholds(loaded, settings)
     return {
         tid: label_from_probabilities(
-            p, loaded.classes, threshold=settings.unknown_threshold, view=views.get(tid)
+            p,
+            loaded.classes,
+            threshold=settings.unknown_threshold,
+            view=views.get(tid),
+            thresholds=per_class,
         )
         for tid, p in probs.items()
     }
@@ -286,9 +314,11 @@ def _store(
                     "genre": label.genre,
                     "top_genre": label.top_genre,
                     "confidence": label.confidence,
+                    "album_genre": label.genre,  # until its album is computed, below
+                    "album_confidence": label.confidence,
                     "top3": [list(pair) for pair in label.top3],
                     "probabilities": label.probabilities,
-                    "threshold": threshold,
+                    "threshold": threshold if label.threshold is None else label.threshold,
                     "reason": label.reason,
                     "music": label.music,
                     "tags": [list(pair) for pair in label.tags] if label.tags else None,
@@ -298,6 +328,18 @@ def _store(
             index_elements=["track_id", "model_id"],
         )
         finish_label_jobs(session, model_id, list(labels))
+    # The albums of these tracks, with their new labels, once those are committed: in their
+    # own transaction, so that two shards of one album never hold each other's new rows.
+    with session_scope(settings) as session:
+        model = session.get(Model, model_id)
+        if model is not None:
+            refresh_albums(
+                session,
+                model,
+                list(labels),
+                threshold=settings.unknown_threshold,
+                explicit=settings.unknown_threshold_explicit,
+            )
 
 
 def predict_file(path: Path, *, loaded: LoadedModel, settings: Settings) -> Label:

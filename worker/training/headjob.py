@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -52,8 +52,10 @@ from worker.training.heads import (
     TrackTable,
     choose_and_fit,
     inner_folds,
+    softmax,
 )
 from worker.training.runs import TrainReporter
+from worker.training.thresholds import coverage_scores
 
 log = logging.getLogger(__name__)
 
@@ -263,7 +265,20 @@ def _baseline(
     return out
 
 
-def cross_validate_head(
+@dataclass(frozen=True)
+class OutOfFold:
+    """Per track (index into the data), its out-of-fold scores by recipe (``model``,
+    ``zeroshot``, ``baseline``, ``model on <variant>``), the per-class thresholds its fold's
+    head chose (inner out of fold; absent for heads without inner CV), and each fold's
+    choices."""
+
+    scores: dict[str, dict[int, np.ndarray]]
+    thresholds: dict[int, np.ndarray]
+    choices: list[dict[str, Any]]
+    folds: list[tuple[np.ndarray, Fitted]] = field(default_factory=list)  # (test, its head)
+
+
+def outer_oof(
     settings: Settings,
     arch: str,
     hd: HeadData,
@@ -272,17 +287,15 @@ def cross_validate_head(
     seed: int,
     reporter: TrainReporter,
     degraded: dict[str, HeadData] | None = None,
-) -> dict[str, Any]:
+) -> OutOfFold:
     """Out-of-fold scores of the arch's recipe, of the zero-shot model and of the MFCC
-    baseline on the same folds, overall and per source folder; the recipe's scores on the
-    ``degraded`` copies of each fold's test tracks (the head fitted on the originals); per-
-    genre scores and the confusion matrix of the recipe; what inner cross-validation chose
-    in each fold."""
-    n = hd.table.n_classes
+    baseline on the same folds; the recipe's on the ``degraded`` copies of each fold's test
+    tracks (the head fitted on the originals)."""
     degraded = degraded or {}
     oof: dict[str, dict[int, np.ndarray]] = {"model": {}, "zeroshot": {}}
     oof.update({f"model on {v}": {} for v in degraded})
-    choices = []
+    thresholds: dict[int, np.ndarray] = {}
+    choices, folds = [], []
     everything = np.concatenate(plan.tests)
     zeroshot = (
         empty_head("mn04-zeroshot", hd.data.classes, settings.home)
@@ -294,6 +307,9 @@ def cross_validate_head(
         train = np.setdiff1d(everything, test)
         fitted = fit_tracks(arch, hd, train, folds_of=plan.folds_of, seed=seed + number)
         choices.append({"fold": number, **fitted.chosen})
+        folds.append((test, fitted))
+        if fitted.thresholds is not None:
+            thresholds.update((int(t), fitted.thresholds) for t in test)
         if arch == "mn04-zeroshot":
             scores = _zeroshot_scores(empty_head(arch, hd.data.classes, settings.home), hd, test)
         else:
@@ -309,6 +325,28 @@ def cross_validate_head(
     )
     reporter.stage("The MFCC baseline on the same folds")
     oof["baseline"] = _baseline(settings, hd.data, plan, reporter)
+    return OutOfFold(oof, thresholds, choices, folds)
+
+
+def cross_validate_head(
+    settings: Settings,
+    arch: str,
+    hd: HeadData,
+    plan: FoldPlan,
+    *,
+    seed: int,
+    reporter: TrainReporter,
+    degraded: dict[str, HeadData] | None = None,
+) -> dict[str, Any]:
+    """Out-of-fold scores of the arch's recipe, of the zero-shot model and of the MFCC
+    baseline on the same folds, overall and per source folder; the recipe's scores on the
+    ``degraded`` copies of each fold's test tracks; per-genre scores and the confusion
+    matrix of the recipe; its coverage and the accuracy of the labels it keeps at the global
+    threshold and at each fold's per-class thresholds; what inner cross-validation chose in
+    each fold."""
+    n = hd.table.n_classes
+    found = outer_oof(settings, arch, hd, plan, seed=seed, reporter=reporter, degraded=degraded)
+    oof = found.scores
     tested = np.asarray(sorted(oof["model"]), dtype=np.int64)
     truth = hd.table.labels[tested]
     sources = np.asarray([hd.table.sources[i] for i in tested])
@@ -320,10 +358,8 @@ def cross_validate_head(
     }
     predicted = np.asarray([int(np.argmax(oof["model"][i])) for i in tested])
     confusion = confusion_matrix(truth, predicted, n_classes=n)
-    scores = np.stack([oof["model"][i] for i in tested])
-    probs = np.exp(scores - scores.max(axis=1, keepdims=True))
-    probs /= probs.sum(axis=1, keepdims=True)
-    return {
+    probs = softmax(np.stack([oof["model"][i] for i in tested]))
+    out = {
         "folds": len(plan.tests),
         "fold_source": plan.source,
         "untested_tracks": plan.untested,
@@ -333,8 +369,16 @@ def cross_validate_head(
         "confidence": confidence_scores(
             truth, probs, sources, threshold=settings.unknown_threshold
         ),
-        "choices": choices,
+        "choices": found.choices,
     }
+    if len(found.thresholds) == len(tested):
+        per_track = np.stack([found.thresholds[int(i)] for i in tested])
+        out["class_thresholds"] = {
+            "rule": "per class, the F1-maximising threshold on inner out-of-fold answers",
+            "global": coverage_scores(truth, probs, sources, settings.unknown_threshold),
+            "per_class": coverage_scores(truth, probs, sources, per_track),
+        }
+    return out
 
 
 def _zeroshot_scores(head: GenreHead, hd: HeadData, tracks: np.ndarray) -> np.ndarray:
@@ -402,6 +446,10 @@ def train_head_model(settings: Settings, spec: Any, *, reporter: TrainReporter) 
     fitted = fit_tracks(arch, hd, everything, folds_of=plan.folds_of if plan else None, seed=seed)
     head = to_head(arch, hd, fitted, settings.home)
     metrics = _metrics(cv, fitted.chosen)
+    if fitted.thresholds is not None:
+        metrics["class_thresholds"] = {
+            g: round(float(t), 4) for g, t in zip(data.classes, fitted.thresholds, strict=True)
+        }
     from worker.features.sets import model_feature_params, model_feature_version
 
     training = {

@@ -38,6 +38,7 @@ import torch
 from genrectl.errors import ConfigError
 from worker.training.evaluation import macro_recall
 from worker.training.folds import group_kfold
+from worker.training.thresholds import class_thresholds
 
 log = logging.getLogger(__name__)
 
@@ -167,6 +168,10 @@ class Fitted:
     chosen: dict[str, float] = field(default_factory=dict)
     inner: dict[str, float] = field(default_factory=dict)
     temperature: float = 1.0
+    # Per-class thresholds from the inner out-of-fold answers (worker.training.thresholds).
+    thresholds: np.ndarray | None = None
+    # The inner out-of-fold probabilities [N, C] and true classes [N] they were chosen on.
+    inner_oof: tuple[np.ndarray, np.ndarray] | None = None
 
     def log_probs(self, table: TrackTable, tracks: np.ndarray) -> np.ndarray:
         """Scores ``[len(tracks), C]`` of ``tracks`` (indices into ``table``)."""
@@ -257,6 +262,8 @@ def choose_and_fit(
         if tested.any()
         else 1.0
     )
+    inner_probs = softmax(blend(*best)[tested] / temperature)
+    thresholds = class_thresholds(inner_probs, truth[tested]) if tested.any() else None
     log.info("inner CV chose lam=%s C=%s w=%s T=%.2f (%.3f)", lam, c, w, temperature, scores[best])
     chosen = {k: v for k, v in (("lam", lam), ("C", c), ("w", w)) if v is not None}
     return Fitted(
@@ -267,7 +274,15 @@ def choose_and_fit(
         chosen={**chosen, "T": round(temperature, 4), "inner_score": round(scores[best], 4)},
         inner={f"lam={k[0]},C={k[1]},w={k[2]}": round(v, 4) for k, v in scores.items()},
         temperature=temperature,
+        thresholds=thresholds,
+        inner_oof=(inner_probs, truth[tested]) if tested.any() else None,
     )
+
+
+def softmax(scores: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of ``scores`` ``[N, C]``."""
+    shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
+    return np.asarray(shifted / shifted.sum(axis=1, keepdims=True))
 
 
 TEMPERATURES = np.exp(np.linspace(np.log(0.1), np.log(10.0), 121))
