@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cli.app import EXIT_FAILURES, Context, emit_json, json_option, pass_context
+from cli.scope import scope_option
 from cli.tagundo import history, undo
 from db.engine import session_scope
 from db.listing import UNKNOWN, LabelledTrack, TrackFilter, labelled_tracks
@@ -116,13 +117,23 @@ def _plan_one(
 
 
 def tracks_to_tag(
-    settings: Settings, genres: tuple[str, ...]
+    settings: Settings, genres: tuple[str, ...], scope: str = "track"
 ) -> tuple[list[LabelledTrack], dict[int, tuple[int, int]]]:
-    """Featurized tracks (of ``genres``) with their labels, and each one's (size, mtime_ns)."""
+    """Featurized tracks (of ``genres``) with their labels, and each one's (size, mtime_ns).
+    At album scope the model's label of a track is its album's (db.albums) unless the track
+    clearly disagrees: what is written and what --min-confidence tests."""
     with session_scope(settings) as session:
         if promoted_model(session) is None:
             raise GenreError("no model is promoted: run `genrectl models list`")
-        found = labelled_tracks(session, TrackFilter(genres=genres, statuses=(TrackStatus.OK,)))
+        rule = TrackFilter(genres=genres, statuses=(TrackStatus.OK,), scope=scope)
+        found = labelled_tracks(session, rule)
+        if scope == "album":
+            found = [
+                replace(t, model_genre=t.album_genre, confidence=t.album_confidence)
+                if t.album_genre
+                else t
+                for t in found
+            ]
         stamps = {
             tid: (size, mtime)
             for tid, size, mtime in session.execute(select(Track.id, Track.size, Track.mtime_ns))
@@ -193,7 +204,7 @@ def plan_tag_writes(
 
 
 def _journal_options(options: dict[str, Any]) -> dict[str, Any]:
-    keys = ("max_genres", "only_empty", "overwrite", "min_confidence", "genres")
+    keys = ("max_genres", "only_empty", "overwrite", "min_confidence", "genres", "scope")
     return {k: list(options[k]) if k == "genres" else options[k] for k in keys}
 
 
@@ -305,6 +316,7 @@ def tags() -> None:
     show_default=True,
     help="The label plus secondary genres above their thresholds, this many at most.",
 )
+@scope_option
 @json_option
 @pass_context
 def write(obj: Context, **options: Any) -> None:
@@ -327,6 +339,7 @@ def write(obj: Context, **options: Any) -> None:
       genrectl tags write --only-empty
       genrectl tags write --genre jazz --overwrite
       genrectl tags write --field mood      # the track's moods (genrectl tracks show)
+      genrectl tags write --scope album     # one genre per album, unless a track disagrees
     """
     from cli.render import count_progress
 
@@ -337,7 +350,7 @@ def write(obj: Context, **options: Any) -> None:
         )
     settings = obj.ready_settings()
     quiet = obj.quiet or options["as_json"]
-    found, stamps = tracks_to_tag(settings, options["genres"])
+    found, stamps = tracks_to_tag(settings, options["genres"], options["scope"] or settings.scope)
     if options["field"] == "mood":
         values = moods_to_write(settings, found)
     else:

@@ -167,3 +167,16 @@ def test_a_clearly_different_track_keeps_its_own_label_and_the_users_label_wins(
     assert after["album_label"]["confidence"] < before["album_label"]["confidence"]
     shown = genrectl("show", str(ids["03 Pursuance"]), "--no-segments").output
     assert "your label wins" in shown
+
+
+def test_tags_write_at_album_scope_writes_the_albums_genre(
+    genrectl: Invoke, library: tuple[Settings, dict[str, int]]
+) -> None:
+    def planned(scope: str) -> dict[str, dict[str, Any]]:
+        plan = json_of(genrectl("tags", "write", "--dry-run", "--scope", scope, "--json"))
+        return {Path(t["path"]).stem: t for t in plan["tracks"]}
+
+    by_track, by_album = planned("track"), planned("album")
+    assert by_track["05 Weak"]["action"] == "skip"  # unclear on its own
+    assert (by_album["05 Weak"]["action"], by_album["05 Weak"]["values"]) == ("write", ["jazz"])
+    assert by_album["06 Bonus"]["values"] == ["metal"]  # it clearly disagrees: its own
