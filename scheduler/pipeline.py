@@ -165,8 +165,6 @@ def label_stage(
 ) -> int:
     """Label one shard's tracks (``infer_shard``, which marks their label jobs done). An
     error that is not transient counts against the tracks' label jobs, then propagates."""
-    from scheduler.celery_app import TRANSIENT_ERRORS
-
     try:
         labelled: int = resolve(INFER_SHARD)(
             settings,
@@ -175,9 +173,12 @@ def label_stage(
             track_ids=track_ids,
             on_damaged=_skip_damaged,  # marked damaged; label_calls fails their jobs
         )
-    except TRANSIENT_ERRORS:
-        raise
     except Exception as exc:
+        # Imported here, not at the top: Celery and redis cost an embedded worker 0.5 s.
+        from scheduler.celery_app import TRANSIENT_ERRORS
+
+        if isinstance(exc, TRANSIENT_ERRORS):
+            raise
         log.exception("labelling shard %d with model %d failed", shard_id, model_id)
         reason = f"labelling failed: {type(exc).__name__}: {exc}"
         with session_scope(settings) as session:
