@@ -279,7 +279,7 @@ def refresh_albums_of(session: Session, track_ids: Sequence[int], settings: Sett
         model,
         track_ids,
         threshold=settings.unknown_threshold,
-        explicit=settings.unknown_threshold_explicit,
+        explicit=settings.global_threshold_only,
     )
 
 

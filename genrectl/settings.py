@@ -108,6 +108,12 @@ class Settings:
     # Set by the user (GENRECTL_UNKNOWN_THRESHOLD): it then wins over a model's per-class
     # thresholds (worker.inference.label).
     unknown_threshold_explicit: bool = False
+    # Hold each top genre to the model's own per-class threshold (GENRECTL_PER_CLASS_THRESHOLDS)
+    # instead of the one global threshold. Off by default: out of fold on folds.csv the
+    # calibrated per-class thresholds kept no more right labels than the global one at the
+    # same coverage, and left more tracks "unclear" (BENCHMARKS.md, "Albums and per-class
+    # thresholds"). `tags write --max-genres` uses them for secondary genres either way.
+    per_class_thresholds: bool = False
     # The default scope of labels: "track" (each track's own) or "album" (an album's tracks
     # share its genre unless one clearly disagrees); db.albums. Track by default: an upgrade
     # changes no listing or playlist, and album labels exist only after a labelling run.
@@ -142,6 +148,7 @@ class Settings:
             device=device,
             unknown_threshold=_float(env, "UNKNOWN_THRESHOLD", 0.35, lo=0.0, hi=1.0),
             unknown_threshold_explicit=bool(env.get(ENV_PREFIX + "UNKNOWN_THRESHOLD")),
+            per_class_thresholds=_bool(env, "PER_CLASS_THRESHOLDS", False),
             scope=_scope(env),
             starter_model=_bool(env, "STARTER_MODEL", True),
             reconcile_interval_s=_int(env, "RECONCILE_INTERVAL", 30, minimum=0),
@@ -149,6 +156,13 @@ class Settings:
             gc_interval_s=_int(env, "GC_INTERVAL", 3600, minimum=0),
         )
         return replace(settings, **overrides) if overrides else settings
+
+    @property
+    def global_threshold_only(self) -> bool:
+        """Labels are held to the one global unknown threshold, not a model's per-class
+        ones: unless per-class thresholds are asked for, and always when the user set the
+        global threshold."""
+        return self.unknown_threshold_explicit or not self.per_class_thresholds
 
     @property
     def embedded(self) -> bool:

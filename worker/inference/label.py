@@ -6,10 +6,10 @@ the tracks it labels are done in the same transaction (scheduler.pipeline).
 
 A track is ``unknown`` for one of two reasons, each recorded: it is not music at all (the
 encoder's own classes say so; models on the reference mel cannot tell), or its genre is
-unclear (the model's confidence is below its threshold: the top genre's own threshold
-where the model carries per-class thresholds, ``metrics["class_thresholds"]``, calibrated
-out of fold by worker.training.thresholds; else, or when the user set
-GENRECTL_UNKNOWN_THRESHOLD, that one global threshold).
+unclear (the model's confidence is below GENRECTL_UNKNOWN_THRESHOLD; or, with
+GENRECTL_PER_CLASS_THRESHOLDS=1 and a model that carries them, below the top genre's own
+threshold, ``metrics["class_thresholds"]``, calibrated out of fold by
+worker.training.thresholds: off by default, as it measured no better).
 """
 
 from __future__ import annotations
@@ -76,10 +76,11 @@ class Label:
 
 
 def class_thresholds(loaded: LoadedModel, settings: Settings) -> list[float] | None:
-    """The model's per-class thresholds in its class order, unless the user set
-    GENRECTL_UNKNOWN_THRESHOLD (that wins) or the model has none (older models)."""
+    """The model's per-class thresholds in its class order when they are asked for
+    (``Settings.global_threshold_only``: GENRECTL_PER_CLASS_THRESHOLDS=1 and no
+    GENRECTL_UNKNOWN_THRESHOLD set) and the model has them; else None."""
     found = loaded.metrics.get("class_thresholds") if loaded.metrics else None
-    if settings.unknown_threshold_explicit or not isinstance(found, dict):
+    if settings.global_threshold_only or not isinstance(found, dict):
         return None
     return [float(found.get(c, settings.unknown_threshold)) for c in loaded.classes]
 
@@ -338,7 +339,7 @@ def _store(
                 model,
                 list(labels),
                 threshold=settings.unknown_threshold,
-                explicit=settings.unknown_threshold_explicit,
+                explicit=settings.global_threshold_only,
             )
 
 

@@ -51,9 +51,17 @@ def test_the_top_genre_is_held_to_its_own_threshold() -> None:
 def test_a_threshold_the_user_set_wins_over_the_models() -> None:
     metrics = {"class_thresholds": {"blues": 0.3, "jazz": 0.6, "metal": 0.9}}
     default = Settings.from_env({"GENRECTL_HOME": "/tmp/x"})
-    assert class_thresholds(_loaded(metrics), default) == [0.3, 0.6, 0.9]
-    assert class_thresholds(_loaded({}), default) is None  # older models: the global one
-    explicit = Settings.from_env({"GENRECTL_HOME": "/tmp/x", "GENRECTL_UNKNOWN_THRESHOLD": "0.5"})
+    assert class_thresholds(_loaded(metrics), default) is None  # off unless asked for
+    asked = Settings.from_env({"GENRECTL_HOME": "/tmp/x", "GENRECTL_PER_CLASS_THRESHOLDS": "1"})
+    assert class_thresholds(_loaded(metrics), asked) == [0.3, 0.6, 0.9]
+    assert class_thresholds(_loaded({}), asked) is None  # older models: the global one
+    explicit = Settings.from_env(
+        {
+            "GENRECTL_HOME": "/tmp/x",
+            "GENRECTL_UNKNOWN_THRESHOLD": "0.5",
+            "GENRECTL_PER_CLASS_THRESHOLDS": "1",
+        }
+    )
     assert explicit.unknown_threshold_explicit
     assert class_thresholds(_loaded(metrics), explicit) is None
 
@@ -67,7 +75,7 @@ def test_the_shipped_starter_carries_a_threshold_per_class(tmp_path: Path) -> No
     assert sorted(found) == sorted(meta["classes"])
     assert all(0.2 <= t <= 0.9 for t in found.values())
     tune = render(tmp_path, "flac", seconds=13.0, signal="song")
-    env = {"GENRECTL_HOME": str(tmp_path / "home")}
+    env = {"GENRECTL_HOME": str(tmp_path / "home"), "GENRECTL_PER_CLASS_THRESHOLDS": "1"}
     result = CliRunner(env=env).invoke(cli, ["predict", str(tune), "--json"])
     dispose_engines()
     assert result.exit_code == 0, result.output
