@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -59,52 +60,32 @@ def _hann(n: int) -> np.ndarray:
     return (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n) / n)).astype(np.float32)
 
 
-def _hz_to_mel(hz: np.ndarray | float) -> np.ndarray:
-    """Slaney's mel scale (librosa's default): linear to 1 kHz, logarithmic above."""
-    hz = np.asarray(hz, dtype=np.float64)
-    mel = hz / (200.0 / 3)
-    log = hz >= 1000.0
-    return np.where(log, 15.0 + np.log(np.maximum(hz, 1e-10) / 1000.0) / (np.log(6.4) / 27), mel)
-
-
-def _mel_to_hz(mel: np.ndarray) -> np.ndarray:
-    mel = np.asarray(mel, dtype=np.float64)
-    hz = mel * (200.0 / 3)
-    return np.where(mel >= 15.0, 1000.0 * np.exp((np.log(6.4) / 27) * (mel - 15.0)), hz)
-
-
 @functools.lru_cache(maxsize=4)
-def _mel_bands(sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
-    """librosa's ``filters.mel(sr, n_fft=N_FFT, n_mels=N_MELS)`` (Slaney scale and area
-    normalisation) ``[N_MELS, N_FFT // 2 + 1]``, and the bands' centre frequencies."""
-    fft_hz = np.linspace(0, sample_rate / 2, N_FFT // 2 + 1)
-    edges = _mel_to_hz(np.linspace(0.0, float(_hz_to_mel(sample_rate / 2)), N_MELS + 2))
-    widths = np.diff(edges)
-    ramps = edges[:, None] - fft_hz[None, :]
-    lower = -ramps[:-2] / widths[:-1, None]
-    upper = ramps[2:] / widths[1:, None]
-    weights = np.maximum(0.0, np.minimum(lower, upper)) * (2.0 / (edges[2:] - edges[:-2]))[:, None]
-    return weights.astype(np.float32), edges[1:-1]
+def _band_centres(sample_rate: int) -> np.ndarray:
+    """The centre frequency in Hz of each mel band of ``_mel_power``: where its filter peaks."""
+    fbanks = _mel_spectrogram(sample_rate).mel_scale.fb.numpy()  # [N_FFT // 2 + 1, N_MELS]
+    return np.asarray(fbanks.argmax(axis=0) * sample_rate / N_FFT, dtype=np.float64)
+
+
+def _mel_spectrogram(sample_rate: int) -> Any:
+    """The reference mel's torchaudio transform (librosa's ``melspectrogram`` to float32
+    rounding: ``worker.features.mel``) at this module's sizes."""
+    from worker.features.mel import FeatureParams, _mel_transform
+
+    return _mel_transform(
+        FeatureParams(
+            sample_rate=sample_rate, n_fft=N_FFT, win_length=N_FFT, hop_length=HOP, n_mels=N_MELS
+        )
+    )
 
 
 def _mel_power(audio: np.ndarray, sample_rate: int) -> np.ndarray:
-    """librosa's ``melspectrogram`` of ``audio`` (centred frames, zero padding, periodic
-    Hann): mel power ``[N_MELS, frames]``. The STFT is torch's (float32, 5x numpy's speed;
-    the worker has torch loaded for the encoders), not librosa's, whose first call in a
-    process costs seconds of imports and JIT compilation."""
+    """librosa's ``melspectrogram`` of ``audio``: mel power ``[N_MELS, frames]``, computed
+    by torch (librosa's first call in a process costs seconds of imports and JIT)."""
     import torch
 
-    spectrum = torch.stft(
-        torch.from_numpy(audio),
-        n_fft=N_FFT,
-        hop_length=HOP,
-        window=torch.hann_window(N_FFT),
-        center=True,
-        pad_mode="constant",
-        return_complex=True,
-    )
-    power = (spectrum.real**2 + spectrum.imag**2).numpy()
-    return _mel_bands(sample_rate)[0] @ power
+    with torch.inference_mode():
+        return np.asarray(_mel_spectrogram(sample_rate)(torch.from_numpy(audio)).numpy())
 
 
 def _onset_envelope(mel: np.ndarray) -> np.ndarray:
@@ -149,7 +130,7 @@ def measure_rhythm(*, audio: np.ndarray, sample_rate: int) -> Rhythm | None:
     envelope = _onset_envelope(mel)
     tempo = _tempo(envelope, sample_rate)
     rms = float(np.sqrt(np.mean(np.square(audio, dtype=np.float64))))
-    bands = _mel_bands(sample_rate)[1]
+    bands = _band_centres(sample_rate)
     bright = float(mel[bands > BRIGHT_HZ].sum()) / max(float(mel.sum()), 1e-12)
     parts = (
         _scale(20 * np.log10(max(rms, 1e-12) / peak), DENSITY_DB),
