@@ -8,8 +8,9 @@ decode of their own.
 - **tempo**: librosa's estimate (``librosa.feature.tempo``: autocorrelation of the onset
   envelope in 8.9 s windows under a log-normal prior centred on 120 BPM), in BPM, its
   windows every 8 onset frames (0.19 s) instead of every frame: 13x cheaper, and the same
-  tempo within 2 % on 97 of gtzan-mini's 100 tracks. Computed here in numpy (and torch's
-  STFT) step for step as librosa does (the same tempo and energy on all 100 tracks):
+  tempo within 2 % on 97 of gtzan-mini's 100 tracks. Computed here step for step as librosa
+  does (the mel power by the reference mel's torchaudio transform, the rest in numpy; the
+  same tempo and energy on all 100 tracks):
   librosa's own functions cost 5-7 s of imports and JIT compilation at their first call in
   a process, which every worker and every one-track ingest would pay. Like every such
   estimate it can land on half or double the tempo a listener taps.
