@@ -65,7 +65,7 @@ class BatchRun:
                 click.echo(f"Featurizing: {needed.describe(n_tracks)}", err=True)
         if n_tracks or self.plan.label_only:
             with batch_progress(quiet=self.quiet) as bar:
-                run_featurize(self.settings, self.plan.batch_id, chunks, bar, warn)
+                run_featurize(self.settings, self.plan.batch_id, chunks, bar, warn, warm=True)
             self.deferred = _deferred(self.settings, self.plan.batch_id)
             if self.deferred:  # closed now, while this run's lock still says it is alive
                 self._close(f"{len(self.deferred)} tracks met an internal error")

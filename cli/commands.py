@@ -31,6 +31,8 @@ def status(obj: Context, as_json: bool) -> None:
     settings = obj.ready_settings()
     report = library_status(settings)
     report.update(pipeline_status(settings))
+    if settings.embedded:
+        report["warm_worker"] = _warm_worker(settings)
     if not settings.embedded:
         from scheduler.cluster import cluster_report
 
@@ -63,9 +65,34 @@ def status(obj: Context, as_json: bool) -> None:
             "`genrectl verify --repair` rebuilds them"
         )
     _print_pipeline(report)
+    if report.get("warm_worker"):
+        warm = report["warm_worker"]
+        state = "working" if warm["busy"] else f"idle {warm['idle_s']:.0f} s"
+        click.echo(
+            f"Warm worker: pid {warm['pid']}, {state} "
+            f"(exits after {warm['warm_seconds']} s idle; GENRECTL_WARM_SECONDS)"
+        )
     if "cluster" in report:
         _print_cluster(report["cluster"])
         _print_housekeeping(report["housekeeping"])
+
+
+def _warm_worker(settings: Settings) -> dict[str, Any] | None:
+    """The warm worker of this home and installation (scheduler.warm), if one runs."""
+    import time
+
+    from scheduler.warm import running_worker
+
+    found = running_worker(settings)
+    if found is None:
+        return None
+    idle = 0.0 if found.get("busy") else max(0.0, time.time() - float(found["idle_since"]))
+    return {
+        "pid": found["pid"],
+        "busy": bool(found.get("busy")),
+        "idle_s": round(idle, 1),
+        "warm_seconds": found["warm_seconds"],
+    }
 
 
 def _print_pipeline(report: dict[str, Any]) -> None:

@@ -60,6 +60,8 @@ def ingest(
       genrectl ingest ~/Music /mnt/nas/flac --json
       genrectl ingest /music --no-wait     # then: genrectl jobs show ID
     """
+    if obj.settings.embedded and not no_wait:
+        _start_warm_worker(obj.settings)
     settings = obj.ready_settings()
     if no_wait and settings.embedded:
         raise ConfigError("--no-wait needs distributed mode: set GENRECTL_BROKER_URL")
@@ -88,6 +90,16 @@ def ingest(
     run.raise_if_deferred()
     if strict and report["failed"]:
         sys.exit(EXIT_FAILURES)
+
+
+def _start_warm_worker(settings: Settings) -> None:
+    """Start the warm worker first thing (unless one runs): it imports torch and builds the
+    encoders while this process migrates, scans and plans, and takes the first chunk."""
+    from scheduler.runner import warm_client
+
+    client = warm_client(settings)
+    if client is not None:
+        client.start()
 
 
 def _scan_and_plan(

@@ -116,7 +116,13 @@ def relabel_library(
         return {"model": None, "labelled": 0, "note": NO_MODEL}
     with batch_progress(quiet=quiet or not wait) as bar:
         done = label_library(
-            settings, model_id, relabel=relabel, wait=wait, on_progress=bar, notify=warn
+            settings,
+            model_id,
+            relabel=relabel,
+            wait=wait,
+            on_progress=bar,
+            notify=warn,
+            warm=True,
         )
     for warning in damaged_warnings(settings, done.batch_id):
         warn(warning)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,8 @@ from cli.app import Context, emit_json, json_option, pass_context
 from db.engine import session_scope
 from db.models import Model
 from db.registry import ensure_starter, find_model, list_models, promote
-from genrectl.errors import DecodeError, GenreError, ModelError
+from genrectl.errors import GenreError, ModelError
+from genrectl.settings import Settings
 
 
 def model_summary(model: Model) -> dict[str, Any]:
@@ -31,6 +33,9 @@ def model_summary(model: Model) -> dict[str, Any]:
         "path": model.path,
         "sha256": model.sha256,
     }
+
+
+log = logging.getLogger(__name__)
 
 
 @click.group()
@@ -303,34 +308,18 @@ def predict(obj: Context, files: tuple[Path, ...], model_name: str | None, as_js
       genrectl predict song.mp3
       genrectl predict *.flac --json
     """
-    from worker.inference.label import cached_model, predict_file
-
     settings = obj.ready_settings()
     with session_scope(settings) as session:
         model = find_model(session, model_name) if model_name else ensure_starter(session, settings)
         if model is None:
             raise GenreError("no model is promoted: run `genrectl models list`")
-        path, sha, name = model.path, model.sha256, model.name
-    loaded = cached_model(path, sha)
-    results: list[dict[str, Any]] = []
-    for file in files:
-        try:
-            label = predict_file(file, loaded=loaded, settings=settings)
-        except DecodeError as exc:
-            results.append({"path": str(file), "error": exc.reason})
-            continue
-        results.append(
-            {
-                "path": str(file),
-                "genre": label.genre,
-                "confidence": label.confidence,
-                "top3": label.top3,
-                "reason": label.reason,
-                "music": label.music,
-                "tags": label.tags,
-                "model": name,
-            }
-        )
+        kwargs = {
+            "model_path": model.path,
+            "model_sha256": model.sha256,
+            "model_name": model.name,
+            "files": list(files),
+        }
+    results = _predict(settings, kwargs)
     if as_json:
         emit_json(results)
         return
@@ -345,3 +334,22 @@ def predict(obj: Context, files: tuple[Path, ...], model_name: str | None, as_js
         elif r["tags"]:
             line += "  also: " + ", ".join(f"{n} {p:.0%}" for n, p in r["tags"][:3])
         click.echo(line)
+
+
+def _predict(settings: Settings, kwargs: dict[str, Any]) -> list[dict[str, Any]]:
+    """``predict_files`` in the warm worker (started if need be: the next predict is then
+    quick), else in this process."""
+    from scheduler.runner import warm_client
+    from scheduler.warm import WarmUnavailable, WarmWorkerDied
+
+    target = "worker.inference.label:predict_files"
+    client = warm_client(settings)
+    if client is not None:
+        try:
+            answer: list[dict[str, Any]] = client.call(target, settings, **kwargs)
+            return answer
+        except (WarmUnavailable, WarmWorkerDied) as exc:
+            log.info("predicting here: %s", exc)
+    from worker.inference.label import predict_files
+
+    return predict_files(settings, **kwargs)

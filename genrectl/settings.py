@@ -119,6 +119,9 @@ class Settings:
     # changes no listing or playlist, and album labels exist only after a labelling run.
     scope: str = "track"
     starter_model: bool = True
+    # Embedded mode: how long the warm worker (scheduler.warm) waits for the next command
+    # before it exits; 0: no warm worker.
+    warm_seconds: int = 600
     # Housekeeping inside the cluster (scheduler.periodic): seconds between reconciles and
     # between gc runs (0: off), and how old unfinished work must be before it counts as lost.
     reconcile_interval_s: int = 30
@@ -151,6 +154,7 @@ class Settings:
             per_class_thresholds=_bool(env, "PER_CLASS_THRESHOLDS", False),
             scope=_scope(env),
             starter_model=_bool(env, "STARTER_MODEL", True),
+            warm_seconds=_int(env, "WARM_SECONDS", 600, minimum=0),
             reconcile_interval_s=_int(env, "RECONCILE_INTERVAL", 30, minimum=0),
             reconcile_grace_s=_int(env, "RECONCILE_GRACE", 60, minimum=0),
             gc_interval_s=_int(env, "GC_INTERVAL", 3600, minimum=0),

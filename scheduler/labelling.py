@@ -167,10 +167,11 @@ def label_library(
     wait: bool = True,
     on_progress: Callable[[BatchCounts], None] = lambda _: None,
     notify: Callable[[str], None] | None = None,
+    warm: bool = False,
 ) -> Relabelling:
     """A labelling batch for the model: every featurized track it has not labelled (all of
-    them with ``relabel``). Embedded mode runs it here; distributed mode sends it to the gpu
-    workers and, with ``wait``, follows it to the end."""
+    them with ``relabel``). Embedded mode runs it here (in the warm worker, with ``warm``);
+    distributed mode sends it to the gpu workers and, with ``wait``, follows it to the end."""
     from scheduler.pipeline import label_calls, send, start_labelling
     from scheduler.runner import run_featurize
 
@@ -181,7 +182,7 @@ def label_library(
         previous = previous_genres(session, model_id)
         batch_id = start_labelling(session, model, relabel=relabel)
     if wait or settings.embedded:
-        counts = run_featurize(settings, batch_id, [], on_progress, notify)
+        counts = run_featurize(settings, batch_id, [], on_progress, notify, warm=warm)
         with session_scope(settings) as session:
             changed = changed_genres(session, model_id, previous)
         return Relabelling(batch_id, name, counts.label.done, changed)

@@ -245,11 +245,15 @@ def fail_label_jobs(
 
 
 def finish_here(
-    settings: Settings, batch_id: int, on_progress: Callable[[BatchCounts], None]
+    settings: Settings,
+    batch_id: int,
+    on_progress: Callable[[BatchCounts], None],
+    run: Callable[[Settings, TaskCall], Any] = run_here,
 ) -> None:
     """Embedded mode, after the featurize chunks: label what is still ready to be labelled
-    (tracks whose features were there already, or whose labelling failed in a chunk).
-    Bounded: each round counts a failure against the jobs it could not label."""
+    (tracks whose features were there already, or whose labelling failed in a chunk) with
+    ``run`` (here, or in the warm worker). Bounded: each round counts a failure against the
+    jobs it could not label."""
     from scheduler.batches import count_jobs
 
     for _round in range(MAX_LABEL_ATTEMPTS):
@@ -259,7 +263,7 @@ def finish_here(
             return
         for call in calls:
             try:
-                run_here(settings, call)
+                run(settings, call)
             except Exception as exc:  # counted against the jobs by label_stage
                 log.warning("labelling failed (%s); tried again up to three times", exc)
             with session_scope(settings) as session:

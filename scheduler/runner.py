@@ -8,10 +8,17 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import (
+    FIRST_COMPLETED,
+    Future,
+    ProcessPoolExecutor,
+    ThreadPoolExecutor,
+    wait,
+)
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from db.engine import session_scope
 from genrectl.settings import Settings
@@ -25,6 +32,10 @@ from scheduler.batches import (
 from scheduler.pool import call_task, init_process, stop_workers
 from scheduler.tasknames import CPU_QUEUE, FEATURIZE_CHUNK, GPU_QUEUE, ROUTES
 
+if TYPE_CHECKING:
+    from scheduler.pipeline import TaskCall
+    from scheduler.warm import WarmClient
+
 log = logging.getLogger(__name__)
 Progress = Callable[[BatchCounts], None]
 Notify = Callable[[str], None]  # a one-line message for the user
@@ -37,15 +48,19 @@ def run_featurize(
     chunks: Sequence[list[int]],
     on_progress: Progress,
     notify: Notify | None = None,
+    *,
+    warm: bool = False,
 ) -> BatchCounts:
     """Run the batch's pipeline (featurize ``chunks``, label what the batch's model should
     label) and return the final counts. Distributed mode only enqueues the chunks and the
-    labelling ready now, then follows the batch: the workers send the rest."""
+    labelling ready now, then follows the batch: the workers send the rest. ``warm``:
+    embedded mode may hand chunks to the warm worker (scheduler.warm), starting it."""
     from scheduler import pipeline
 
     if settings.embedded:
-        _run_embedded(settings, batch_id, list(chunks), on_progress)
-        pipeline.finish_here(settings, batch_id, on_progress)
+        client = warm_client(settings) if warm else None
+        _run_embedded(settings, batch_id, list(chunks), on_progress, client)
+        pipeline.finish_here(settings, batch_id, on_progress, run=_label_runner(client))
     else:
         enqueue_featurize(settings, batch_id, chunks)
         with session_scope(settings) as session:
@@ -54,6 +69,40 @@ def run_featurize(
         wait_for_batch(settings, batch_id, on_progress, notify)
     with session_scope(settings) as session:
         return refresh_batch(session, batch_id)
+
+
+def warm_client(settings: Settings) -> WarmClient | None:
+    """A client of this home's warm worker, or None when it is switched off
+    (GENRECTL_WARM_SECONDS=0) or cannot be had here."""
+    from scheduler.warm import WarmClient, WarmUnavailable
+
+    if settings.warm_seconds <= 0:
+        return None
+    try:
+        return WarmClient(settings)
+    except (WarmUnavailable, OSError) as exc:
+        log.info("no warm worker: %s", exc)
+        return None
+
+
+def _label_runner(warm: WarmClient | None) -> Callable[[Settings, TaskCall], Any]:
+    """How ``finish_here`` runs a labelling call: in the warm worker when there is one (this
+    process then never imports torch), else here."""
+    from scheduler.pipeline import run_here
+
+    if warm is None:
+        return run_here
+
+    def run(settings: Settings, call: TaskCall) -> Any:
+        from scheduler.warm import WarmUnavailable, WarmWorkerDied
+
+        try:
+            return warm.call("scheduler.pipeline:run_here", settings, call)
+        except (WarmUnavailable, WarmWorkerDied) as exc:
+            log.info("labelling here: %s", exc)
+            return run_here(settings, call)
+
+    return run
 
 
 def enqueue_featurize(settings: Settings, batch_id: int, chunks: Sequence[list[int]]) -> int:
@@ -152,65 +201,124 @@ def _count(settings: Settings, batch_id: int) -> BatchCounts:
 
 
 def _run_embedded(
-    settings: Settings, batch_id: int, chunks: list[list[int]], on_progress: Progress
+    settings: Settings,
+    batch_id: int,
+    chunks: list[list[int]],
+    on_progress: Progress,
+    warm: WarmClient | None,
 ) -> None:
-    crashed = _run_pool(settings, batch_id, chunks, on_progress)
+    crashed = _run_pool(settings, batch_id, chunks, on_progress, warm)
     if crashed:
         # A decoder crashed a worker process (it happens with some corrupt files). Retry the
-        # unfinished tracks one per task so that only the culprit fails.
+        # unfinished tracks one per task, in processes of their own, so that only the
+        # culprit fails.
         log.warning("a worker process died; retrying %d tracks one at a time", len(crashed))
-        again = _run_pool(settings, batch_id, [[t] for t in crashed], on_progress)
+        again = _run_pool(settings, batch_id, [[t] for t in crashed], on_progress, None)
         _fail_jobs(settings, batch_id, again, "the decoder crashed on this file")
 
 
+class _Slots:
+    """Where chunks run: the warm worker (when there is one) and spawned pool processes,
+    each slot taking the next chunk as it finishes one. Futures of both kinds, so that one
+    ``wait`` follows them all."""
+
+    def __init__(self, settings: Settings, workers: int, warm: WarmClient | None) -> None:
+        self.settings, self.warm = settings, warm
+        self.pool = ProcessPoolExecutor(
+            workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=init_process,
+            initargs=(settings,),
+        )
+        self.warm_thread = ThreadPoolExecutor(1) if warm is not None else None
+
+    def submit(self, on_warm: bool, kwargs: dict[str, Any]) -> Future[Any]:
+        if on_warm and self.warm is not None and self.warm_thread is not None:
+            return self.warm_thread.submit(
+                self.warm.call, "scheduler.pool:call_task", FEATURIZE_CHUNK, self.settings, kwargs
+            )
+        return self.pool.submit(call_task, FEATURIZE_CHUNK, self.settings, kwargs)
+
+    def stop(self) -> None:
+        if self.warm is not None:
+            self.warm.cancel()
+        stop_workers(self.pool)
+        if self.warm_thread is not None:
+            self.warm_thread.shutdown(wait=False, cancel_futures=True)
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)
+        if self.warm_thread is not None:
+            self.warm_thread.shutdown(wait=True)
+
+
 def _run_pool(
-    settings: Settings, batch_id: int, chunks: list[list[int]], on_progress: Progress
+    settings: Settings,
+    batch_id: int,
+    chunks: list[list[int]],
+    on_progress: Progress,
+    warm: WarmClient | None = None,
 ) -> list[int]:
-    """Run chunks in a process pool; return the track ids left queued if the pool broke.
+    """Run chunks on ``settings.workers`` slots (one of them the warm worker, if given);
+    return the track ids left queued if a worker process died.
 
     A fault of the machine in any chunk (no space left, the database read-only...) stops
-    the whole pool and is raised: the tracks it did not finish stay queued, none is failed
+    every slot and is raised: the tracks it did not finish stay queued, none is failed
     for it. Ctrl-C or SIGTERM stop it the same way.
     """
     if not chunks:
         return []
-    context = multiprocessing.get_context("spawn")
+    todo = deque({"batch_id": batch_id, "track_ids": chunk} for chunk in chunks)
     workers = max(1, min(settings.workers, len(chunks)))
+    slots = _Slots(settings, workers, warm)
     broken = False
-    pool = ProcessPoolExecutor(
-        workers, mp_context=context, initializer=init_process, initargs=(settings,)
-    )
     try:
-        futures: dict[Future[Any], list[int]] = {
-            pool.submit(
-                call_task, FEATURIZE_CHUNK, settings, {"batch_id": batch_id, "track_ids": chunk}
-            ): chunk
-            for chunk in chunks
-        }
-        pending = set(futures)
-        while pending:
-            finished, pending = wait(pending, timeout=POLL_S, return_when=FIRST_COMPLETED)
+        running: dict[Future[Any], tuple[bool, dict[str, Any]]] = {}
+        for slot in range(workers):
+            kwargs = todo.popleft()
+            on_warm = warm is not None and slot == 0
+            running[slots.submit(on_warm, kwargs)] = (on_warm, kwargs)
+        while running:
+            finished, _ = wait(running, timeout=POLL_S, return_when=FIRST_COMPLETED)
             for future in finished:
-                broken |= _settle(future)
+                on_warm, kwargs = running.pop(future)
+                outcome = _settle(future)
+                if outcome == _UNAVAILABLE:  # nothing of it ran: a spawned process runs it
+                    on_warm = False
+                    todo.appendleft(kwargs)
+                if outcome == _CRASHED:  # the rest of the batch in spawned processes
+                    broken, on_warm = True, False
+                if todo:
+                    kwargs = todo.popleft()
+                    running[slots.submit(on_warm, kwargs)] = (on_warm, kwargs)
             with session_scope(settings) as session:
                 on_progress(count_jobs(session, batch_id))
     except BaseException:
-        stop_workers(pool)
+        slots.stop()
         raise
-    pool.shutdown(wait=True)
+    slots.close()
     if not broken:
         return []
     return _still_queued(settings, batch_id, [t for c in chunks for t in c])
 
 
-def _settle(future: Future[Any]) -> bool:
-    """Look at a finished chunk: True if its process died. A fault it met (an
-    EnvironmentFault) or an interrupt is raised here and stops the run."""
+_DONE, _CRASHED, _UNAVAILABLE = "done", "crashed", "unavailable"
+
+
+def _settle(future: Future[Any]) -> str:
+    """Look at a finished chunk: done, crashed (its process died) or unavailable (the warm
+    worker could not take it). A fault it met (an EnvironmentFault) or an interrupt is
+    raised here and stops the run."""
+    from scheduler.warm import WarmUnavailable, WarmWorkerDied
+
     try:
         future.result()
-    except BrokenProcessPool:
-        return True
-    return False
+    except (BrokenProcessPool, WarmWorkerDied):
+        return _CRASHED
+    except WarmUnavailable as exc:
+        log.info("%s: a spawned worker takes the chunk", exc)
+        return _UNAVAILABLE
+    return _DONE
 
 
 def _still_queued(settings: Settings, batch_id: int, track_ids: list[int]) -> list[int]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -14,6 +15,20 @@ from tests.audio_fixtures import make_bad, render
 from tests.services import create_database, drop_database
 
 RenderAudio = Callable[..., Path]
+
+# No warm worker unless a test asks for one (tests/scheduler/test_warm.py): each test's home
+# would otherwise keep a resident process of ~1 GB for GENRECTL_WARM_SECONDS after it.
+# Commands run in tests thus spawn their own worker processes, as with the setting at 0.
+os.environ.setdefault("GENRECTL_WARM_SECONDS", "0")
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Stop any warm worker a test left behind (its home is under the session's temp)."""
+    from scheduler.warm import stop_workers_under
+
+    factory = getattr(session.config, "_tmp_path_factory", None)
+    if factory is not None:
+        stop_workers_under(factory.getbasetemp())
 
 
 @pytest.fixture(scope="session")

@@ -18,6 +18,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from sqlalchemy import delete, select
@@ -27,7 +28,7 @@ from db.albums import refresh_albums
 from db.engine import session_scope
 from db.models import Model, Prediction, Segment, Shard
 from db.upsert import insert_ignore
-from genrectl.errors import REPAIR_HINT, NotFoundError, ShardError
+from genrectl.errors import REPAIR_HINT, DecodeError, NotFoundError, ShardError
 from genrectl.settings import Settings
 from scheduler.pipeline import finish_label_jobs
 from worker.features.encoder import LEVEL, EncoderParams
@@ -359,3 +360,31 @@ def predict_file(path: Path, *, loaded: LoadedModel, settings: Settings) -> Labe
         found = featurized.rows[feature_set.version]
         rows.append(Rows(found.arrays, np.zeros(len(found.starts_s), dtype=np.int64)))
     return label_tracks(loaded, rows, settings=settings)[0]
+
+
+def predict_files(
+    settings: Settings, *, model_path: str, model_sha256: str, model_name: str, files: list[Path]
+) -> list[dict[str, Any]]:
+    """``genrectl predict``'s answers, one dict per file (``error`` for one that cannot be
+    decoded); runs in the warm worker when there is one (scheduler.warm)."""
+    loaded = cached_model(model_path, model_sha256)
+    results: list[dict[str, Any]] = []
+    for file in files:
+        try:
+            label = predict_file(file, loaded=loaded, settings=settings)
+        except DecodeError as exc:
+            results.append({"path": str(file), "error": exc.reason})
+            continue
+        results.append(
+            {
+                "path": str(file),
+                "genre": label.genre,
+                "confidence": label.confidence,
+                "top3": label.top3,
+                "reason": label.reason,
+                "music": label.music,
+                "tags": label.tags,
+                "model": model_name,
+            }
+        )
+    return results
