@@ -70,7 +70,8 @@ def ingest(
     lock = hold_run_lock(settings) if settings.embedded else None
     try:
         found, plan, sets, previous = _scan_and_plan(obj, settings, roots, retry_failed, lock)
-        chunks = list(chunked(plan.track_ids, settings.chunk_size))
+        slots = settings.workers if settings.embedded else 1
+        chunks = list(chunked(plan.track_ids, settings.chunk_size, slots=slots))
         if no_wait:
             _enqueue_only(settings, plan, chunks, as_json=as_json)
             return

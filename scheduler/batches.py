@@ -6,6 +6,7 @@ finish in, and however often a message is delivered.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -202,9 +203,23 @@ def _mark_missing(
     return [t.path for t in gone]
 
 
-def chunked(items: Sequence[int], size: int) -> Iterator[list[int]]:
-    for start in range(0, len(items), size):
-        yield list(items[start : start + size])
+def chunked(items: Sequence[int], size: int, *, slots: int = 1) -> Iterator[list[int]]:
+    """``items`` in chunks of at most ``size`` and of sizes that differ by one at most;
+    more than one chunk, as many as a multiple of ``slots`` (the workers that run them), so
+    that the workers finish together: 100 tracks by 16 on 2 workers are 8 chunks of 12 or
+    13, not 7 of which one worker runs 4. What fits in one chunk stays one: a second
+    worker would spend longer starting than on its share."""
+    if not items:
+        return
+    count = math.ceil(len(items) / size)
+    if count > 1:
+        count = min(len(items), math.ceil(count / slots) * slots)
+    base, extra = divmod(len(items), count)
+    start = 0
+    for index in range(count):
+        end = start + base + (1 if index < extra else 0)
+        yield list(items[start:end])
+        start = end
 
 
 @dataclass(frozen=True)

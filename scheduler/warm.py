@@ -376,7 +376,7 @@ class WarmServer:
             tmp.replace(self.paths.status)
 
     def _exit(self, code: int) -> None:
-        for path in (self.paths.socket, self.paths.status):
+        for path in (self.paths.socket, self.paths.status, self.paths.lock):  # lock still held
             with contextlib.suppress(OSError):
                 path.unlink()
         logging.shutdown()
@@ -444,11 +444,20 @@ def main(socket_path: str) -> None:
     settings: Settings = pickle.loads(sys.stdin.buffer.read())
     base = Path(socket_path).with_suffix("")
     paths = WarmPaths(Path(socket_path), base.with_suffix(".lock"), base.with_suffix(".json"))
-    lock = paths.lock.open("a")
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return  # another worker holds this key
+    while True:
+        lock = paths.lock.open("a")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return  # another worker holds this key
+        # The lock file is removed by the worker that exits (so that keys of old code do
+        # not pile up): held, it must still be the file at that path, else lock anew.
+        try:
+            if os.fstat(lock.fileno()).st_ino == paths.lock.stat().st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        lock.close()
     with contextlib.suppress(FileNotFoundError):
         paths.socket.unlink()  # left by a worker that was killed: the lock says it is gone
     # Listening before the imports: a command that started this worker connects at once
