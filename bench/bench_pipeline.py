@@ -73,8 +73,14 @@ class Row:
     met: bool | None = None
 
 
+# --warm-seconds N: every genrectl run with GENRECTL_WARM_SECONDS=N (0: no warm worker, the
+# pool processes of before it).
+FORCED: dict[str, str] = {}
+
+
 def _env(home: Path, **settings: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GENRECTL_")}
+    settings = {**settings, **FORCED}
     env.update({"GENRECTL_HOME": str(home), **{f"GENRECTL_{k}": v for k, v in settings.items()}})
     return env
 
@@ -281,8 +287,11 @@ def main() -> None:
     parser.add_argument("--tracks", type=int, default=100)
     parser.add_argument("--scale", type=int, default=1000)
     parser.add_argument("--skip-scale", action="store_true")
+    parser.add_argument("--warm-seconds", help="GENRECTL_WARM_SECONDS for every genrectl run")
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "genrectl-bench")
     args = parser.parse_args()
+    if args.warm_seconds is not None:
+        FORCED["WARM_SECONDS"] = args.warm_seconds
     with tempfile.TemporaryDirectory() as tmp:
         scratch = Path(tmp)
         sources = sources_from(args, scratch)
