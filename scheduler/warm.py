@@ -337,6 +337,12 @@ class WarmServer:
         watch.start()
         started = time.perf_counter()
         log.info("warm worker runs %s", target)
+        # Connections of the last call are not trusted with this one: a SQLite file deleted
+        # and created again between commands would leave a pooled connection writing to the
+        # deleted one.
+        from db.engine import dispose_engines
+
+        dispose_engines()
         try:
             module, _, name = target.partition(":")
             result = getattr(importlib.import_module(module), name)(*args, **kwargs)

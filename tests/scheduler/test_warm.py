@@ -190,6 +190,17 @@ def test_ingest_and_predict_hand_their_work_to_one_warm_worker(tmp_path: Path) -
             genrectl({**env, "GENRECTL_WARM_SECONDS": "0"}, "predict", str(track), "--json")
         )
         assert warm == here  # the same answer as a prediction in the command's own process
+        relabelled = json_out(genrectl(env, "relabel", "--json"))
+        assert relabelled["labelled"] == 2
+        assert set(_ran(home, "scheduler.pipeline:run_here")) == {workers[0]}  # one per shard
+        # A library started over (database deleted and created again) between commands: the
+        # worker writes to the new database, not through a connection to the deleted file.
+        (home / "genrectl.db").unlink()
+        genrectl(env, "db", "upgrade")
+        again = json_out(genrectl(env, "ingest", str(music), "--json"))
+        assert again["new"] == 2 and again["labelling"]["labelled"] == 2
+        assert len(json_out(genrectl(env, "tracks", "list", "--json"))) == 2
+        assert _ran(home, "scheduler.pool:call_task") == workers[:1] * 3
     finally:
         _stop_all(tmp_path)
 
