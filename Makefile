@@ -79,6 +79,7 @@ bench: install
 	$(BIN)/python bench/bench_encoder.py $(BENCH_DATA) --tracks 20 --repeats 10
 	$(BIN)/python bench/bench_inference.py
 	$(BIN)/python bench/bench_pipeline.py $(BENCH_DATA)
+	$(BIN)/python bench/bench_parallel.py
 	$(BIN)/python bench/bench_database.py
 
 clean:
