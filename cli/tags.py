@@ -28,6 +28,7 @@ from genrectl.genres import MAX_GENRES, genres_to_write
 from genrectl.settings import Settings
 
 if TYPE_CHECKING:
+    from genrectl.taxonomy import Taxonomy
     from worker.audio.tagundo import WriteRecord
     from worker.audio.tagwrite import FileStamp
 
@@ -77,6 +78,7 @@ def _plan_one(
     stamp: tuple[int, int],
     values: list[str],
     options: dict[str, Any],
+    same: Callable[[str], str],
 ) -> TagAction:
     from worker.audio.tagwrite import TagWriteError, read_values
 
@@ -99,10 +101,9 @@ def _plan_one(
     except TagWriteError as exc:
         return action.skip("unreadable", exc.reason)
     action.current = "; ".join(action.current_values) or None
-    fold = [v.casefold() for v in values]
     if action.current is None:
         return action
-    if [v.casefold() for v in action.current_values] == fold:
+    if [same(v) for v in action.current_values] == [same(v) for v in values]:
         action.action = "unchanged"
     elif options["only_empty"]:
         return action.skip(
@@ -188,17 +189,37 @@ def values_to_write(
     return out
 
 
+def _taxonomy(settings: Settings) -> Taxonomy:
+    from db.genretree import session_taxonomy
+
+    with session_scope(settings) as session:
+        return session_taxonomy(session)
+
+
+def genre_names(taxonomy: Taxonomy, values: dict[int, list[str]]) -> dict[int, list[str]]:
+    """The genres to write as your genre tree names them ("hiphop" and "Hip hop music" are
+    both "Hip hop"), each once, in order: a tag holds a genre, not a model's class."""
+    return {
+        tid: list(dict.fromkeys(taxonomy.canonical(g) for g in genres))
+        for tid, genres in values.items()
+    }
+
+
 def plan_tag_writes(
     found: list[LabelledTrack],
     stamps: dict[int, tuple[int, int]],
     values: dict[int, list[str]],
     options: dict[str, Any],
     on_progress: Callable[[int, int], None],
+    same: Callable[[str], str] = str.casefold,
 ) -> list[TagAction]:
-    """Read each labelled file's current tag and decide what to do with it."""
+    """Read each labelled file's current tag and decide what to do with it: a tag whose
+    values are ``same`` as the ones to write is left unchanged ("Hip-Hop" already says
+    "Hip hop" when ``same`` maps both to one genre)."""
     plan = []
     for done, track in enumerate(found, 1):
-        plan.append(_plan_one(track, stamps[track.id], values.get(track.id, []), options))
+        value = values.get(track.id, [])
+        plan.append(_plan_one(track, stamps[track.id], value, options, same))
         on_progress(done, len(found))
     return plan
 
@@ -351,12 +372,15 @@ def write(obj: Context, **options: Any) -> None:
     settings = obj.ready_settings()
     quiet = obj.quiet or options["as_json"]
     found, stamps = tracks_to_tag(settings, options["genres"], options["scope"] or settings.scope)
+    same: Callable[[str], str] = str.casefold
     if options["field"] == "mood":
         values = moods_to_write(settings, found)
     else:
-        values = values_to_write(settings, found, options["max_genres"])
+        taxonomy = _taxonomy(settings)
+        values = genre_names(taxonomy, values_to_write(settings, found, options["max_genres"]))
+        same = lambda value: taxonomy.canonical(value).casefold()  # noqa: E731
     with count_progress("Reading tags", len(found), quiet=quiet) as bar:
-        plan = plan_tag_writes(found, stamps, values, options, bar)
+        plan = plan_tag_writes(found, stamps, values, options, bar, same)
     batch = None
     if not options["dry_run"]:
         writes = sum(1 for a in plan if a.action == "write")

@@ -51,7 +51,7 @@ def test_dry_run_touches_no_file(genrectl: Invoke, tmp_path: Path, files: dict[s
     before = {p: p.read_bytes() for p in files.values()}
     summary = json_of(genrectl("tags", "write", "--dry-run", "--json"))
     assert summary["would_write"] == 4 and summary["failed"] == 0
-    assert {t["value"] for t in summary["tracks"]} == {"jazz"}
+    assert {t["value"] for t in summary["tracks"]} == {"Jazz"}
     assert {p: p.read_bytes() for p in files.values()} == before
     assert "would write genre in 4 files" in genrectl("tags", "write", "--dry-run").stdout
 
@@ -65,7 +65,7 @@ def test_write_changes_tags_but_not_audio_and_ingest_sees_no_change(
     assert (summary["written"], summary["failed"]) == (4, 0)
     settings_home = tmp_path / "home"
     for suffix, path in files.items():
-        assert mutagen.File(path, easy=True)["genre"] == ["jazz"], suffix
+        assert mutagen.File(path, easy=True)["genre"] == ["Jazz"], suffix
         np.testing.assert_array_equal(decoded(path), audio[suffix], err_msg=suffix)
         assert not list(path.parent.glob(".*")), "no temporary file is left behind"
     from genrectl.settings import Settings
@@ -86,13 +86,13 @@ def test_grouping_goes_to_each_formats_grouping_tag(
     library(tmp_path, files)
     genrectl("tags", "write", "--field", "grouping")
     mp3 = mutagen.File(files["mp3"])
-    assert str(mp3.tags["TIT1"]) == "jazz" and str(mp3.tags["GRP1"]) == "jazz"
+    assert str(mp3.tags["TIT1"]) == "Jazz" and str(mp3.tags["GRP1"]) == "Jazz"
     assert "TCON" not in mp3.tags
-    assert mutagen.File(files["flac"])["grouping"] == ["jazz"]
-    assert mutagen.File(files["ogg"])["grouping"] == ["jazz"]
-    assert mutagen.File(files["m4a"]).tags["\xa9grp"] == ["jazz"]
+    assert mutagen.File(files["flac"])["grouping"] == ["Jazz"]
+    assert mutagen.File(files["ogg"])["grouping"] == ["Jazz"]
+    assert mutagen.File(files["m4a"]).tags["\xa9grp"] == ["Jazz"]
     for path in files.values():
-        assert read_field(path, "grouping") == "jazz" and read_field(path, "genre") is None
+        assert read_field(path, "grouping") == "Jazz" and read_field(path, "genre") is None
 
 
 def test_refuses_where_your_label_differs_or_the_model_is_unsure(
@@ -111,7 +111,7 @@ def test_refuses_where_your_label_differs_or_the_model_is_unsure(
     }
     assert {p: p.read_bytes() for p in files.values()} == before
     forced = json_of(genrectl("tags", "write", "--overwrite", "--genre", "jazz", "--json"))
-    assert forced["written"] == 1 and read_field(files["flac"], "genre") == "jazz"
+    assert forced["written"] == 1 and read_field(files["flac"], "genre") == "Jazz"
 
 
 def test_file_changed_since_ingest_is_left_alone(
@@ -122,3 +122,15 @@ def test_file_changed_since_ingest_is_left_alone(
     summary = json_of(genrectl("tags", "write", "--json"))
     assert summary["written"] == 3 and summary["skip_reasons"] == {"changed on disk": 1}
     assert read_field(files["mp3"], "genre") is None
+
+
+def test_a_genre_goes_in_by_its_tree_name_and_a_synonym_already_there_stays(
+    genrectl: Invoke, tmp_path: Path, files: dict[str, Path]
+) -> None:
+    write_field(files["flac"], "genre", "Hip-Hop")  # Last.fm's spelling of the same genre
+    library(tmp_path, files, mp3=("hiphop", 0.9), flac=("hiphop", 0.9))
+    summary = json_of(genrectl("tags", "write", "--json"))
+    assert read_field(files["mp3"], "genre") == "Hip hop"  # GTZAN's class "hiphop"
+    assert read_field(files["flac"], "genre") == "Hip-Hop"
+    by_path = {Path(t["path"]).suffix: t["action"] for t in summary["tracks"]}
+    assert by_path[".mp3"] == "write" and by_path[".flac"] == "unchanged"

@@ -101,13 +101,13 @@ def test_write_then_undo_gives_every_file_back_byte_for_byte(
     assert (summary["written"], summary["failed"]) == (len(tagged), 0)
     assert summary["batch"] == 1
     for name, path in tagged.items():
-        assert read_values(path, "genre") == ["jazz", "blues"], name
+        assert read_values(path, "genre") == ["Jazz", "Blues"], name
         assert _sha256(path) != before[name][0], name
-    assert ID3(tagged["multi.mp3"])["TCON"].text == ["jazz", "blues"]  # v2.4: NUL-separated
-    assert ID3(tagged["multi-v23.mp3"])["TCON"].text == ["jazz/blues"]  # v2.3: "/"
-    assert mutagen.File(tagged["none.flac"])["genre"] == ["jazz", "blues"]  # GENRE= twice
-    assert mutagen.File(tagged["multi.opus"])["genre"] == ["jazz", "blues"]
-    assert mutagen.File(tagged["single.m4a"]).tags["\xa9gen"] == ["jazz", "blues"]
+    assert ID3(tagged["multi.mp3"])["TCON"].text == ["Jazz", "Blues"]  # v2.4: NUL-separated
+    assert ID3(tagged["multi-v23.mp3"])["TCON"].text == ["Jazz/Blues"]  # v2.3: "/"
+    assert mutagen.File(tagged["none.flac"])["genre"] == ["Jazz", "Blues"]  # GENRE= twice
+    assert mutagen.File(tagged["multi.opus"])["genre"] == ["Jazz", "Blues"]
+    assert mutagen.File(tagged["single.m4a"]).tags["\xa9gen"] == ["Jazz", "Blues"]
 
     undone = json_of(genrectl("tags", "undo", "--json"))
     assert (undone["batch"], undone["restored"], undone["refused"]) == (1, len(tagged), 0)
@@ -148,7 +148,7 @@ def test_the_journal_keeps_old_and_new_values_absent_apart_from_empty(
         changes = {Path(c.path).stem: c for c in session.scalars(select(TagChange))}
         assert changes["absent"].old_values == {"genre": None}
         assert changes["empty"].old_values == {"genre": [""]}
-        assert changes["empty"].new_values == ["jazz"]
+        assert changes["empty"].new_values == ["Jazz"]
         assert changes["empty"].sha256_before == before["empty"][0]
         assert changes["empty"].sha256_after == _sha256(files["empty"])
         assert changes["empty"].size_after == files["empty"].stat().st_size
@@ -214,9 +214,9 @@ def test_the_dry_runs_show_old_and_new_and_change_nothing(
     before = _state(files)
     plan = json_of(genrectl("tags", "write", "--dry-run", "--overwrite", "--json"))
     olds = {Path(t["path"]).name: (t["current"], t["value"]) for t in plan["tracks"]}
-    assert olds == {"none.opus": (None, "jazz"), "single.flac": ("Rock", "jazz")}
+    assert olds == {"none.opus": (None, "Jazz"), "single.flac": ("Rock", "Jazz")}
     text = genrectl("-v", "tags", "write", "--dry-run", "--overwrite").stdout
-    assert "old \u2192 new" in text and "(none) \u2192 jazz" in text and "Rock \u2192 jazz" in text
+    assert "old \u2192 new" in text and "(none) \u2192 Jazz" in text and "Rock \u2192 Jazz" in text
     assert _state(files) == before and plan["batch"] is None
     assert "no `tags write` has changed a file yet" in genrectl("tags", "history").stdout
 
@@ -225,8 +225,8 @@ def test_the_dry_runs_show_old_and_new_and_change_nothing(
     preview = json_of(genrectl("tags", "undo", "--dry-run", "--json"))
     assert preview["restored"] == 2 and _state(files) == written
     assert {(f["now"], f["restores"]) for f in preview["files"]} == {
-        ("jazz", "(none)"),
-        ("jazz", "Rock"),
+        ("Jazz", "(none)"),
+        ("Jazz", "Rock"),
     }
     assert json_of(genrectl("tags", "history", "--json"))[0]["state"] == "written"
 
@@ -255,7 +255,7 @@ def test_without_calibrated_thresholds_the_unknown_threshold_decides(
         prediction.probabilities = [0.36, 0.0, 0.5, 0.0, 0.14]
     plan = json_of(genrectl("tags", "write", "--dry-run", "--max-genres", "3", "--json"))
     values = {Path(t["path"]).name: t["values"] for t in plan["tracks"]}
-    assert values == {"none.mp3": ["jazz"], "none.flac": ["jazz", "blues"]}
+    assert values == {"none.mp3": ["Jazz"], "none.flac": ["Jazz", "Blues"]}
 
 
 def test_moods_are_written_per_format_and_taken_back(
