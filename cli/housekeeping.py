@@ -69,7 +69,8 @@ def gc(obj: Context, dry_run: bool, min_age: float, missing_days: float, as_json
             click.echo(f"  {stored.path} ({_size(stored.bytes)})")
     click.echo(
         f"features of tracks missing for over {missing_days:g} days: "
-        f"{len(garbage.missing_tracks)} tracks, {garbage.missing_segments} rows"
+        f"{len(garbage.missing_tracks)} tracks, {garbage.missing_segments} rows, "
+        f"{garbage.missing_vectors} similarity vectors"
     )
     verb = "Would free" if dry_run else "Freed"
     click.echo(

@@ -6,9 +6,10 @@
   writes that never finished (``*.h5.tmp``) go the same way.
 - **unused shard rows**: shards no segment row references any more (every track in them
   re-featurized, or their features removed below), with their files.
-- **features of deleted tracks**: the segment rows of tracks missing from the library for
-  longer than ``missing_days`` (a library on a disk that is not mounted today must not lose
-  its features at once); a shard left with no rows then goes as above.
+- **features of deleted tracks**: the segment rows and "more like this" vectors of tracks
+  missing from the library for longer than ``missing_days`` (a library on a disk that is
+  not mounted today must not lose its features at once); a shard left with no rows then
+  goes as above. Their labels stay (a track that comes back is labelled again anyway).
 
 Never a referenced shard, and safe while workers run: a file is only a candidate once it is
 older than ``min_age_s`` (a shard is renamed into place a moment before its commit), and is
@@ -29,7 +30,7 @@ from sqlalchemy import delete, exists, select
 from sqlalchemy.orm import Session
 
 from db.engine import session_scope
-from db.models import Segment, Shard, Track, TrackStatus, utcnow
+from db.models import Segment, Shard, Track, TrackStatus, TrackVector, utcnow
 from genrectl.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ class Garbage:
     unused_shards: list[StoredFile] = field(default_factory=list)  # rows (and their files)
     missing_tracks: list[str] = field(default_factory=list)  # paths whose features go
     missing_segments: int = 0
+    missing_vectors: int = 0  # their "more like this" vectors (db.similar)
 
     @property
     def bytes(self) -> int:
@@ -110,6 +112,11 @@ def find_garbage(
         ).all()
         garbage.missing_tracks = sorted({path for path, _ in missing})
         garbage.missing_segments = len(missing)
+        garbage.missing_vectors = len(
+            session.scalars(
+                select(TrackVector.id).where(TrackVector.track_id.in_(_long_missing(missing_days)))
+            ).all()
+        )
         named = {Path(p).name for p in session.scalars(select(Shard.path))}
     oldest = time.time() - min_age_s
     for pattern, found in (("shard-*.h5", garbage.orphan_files), ("*.tmp", garbage.temp_files)):
@@ -139,11 +146,12 @@ def collect_garbage(
     if dry_run:
         return garbage
     with session_scope(settings) as session:
-        session.execute(
-            delete(Segment)
-            .where(Segment.track_id.in_(_long_missing(missing_days)))
-            .execution_options(synchronize_session=False)
-        )
+        for table in (Segment, TrackVector):
+            session.execute(
+                delete(table)
+                .where(table.track_id.in_(_long_missing(missing_days)))
+                .execution_options(synchronize_session=False)
+            )
     removed = _remove_unused_shards(settings, min_age_s=min_age_s, missing_days=missing_days)
     garbage.unused_shards = removed
     for stored in garbage.orphan_files + garbage.temp_files:

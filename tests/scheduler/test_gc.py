@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from cli.main import cli
 from db.engine import dispose_engines, get_engine, session_scope
-from db.models import Segment, Shard
+from db.models import Segment, Shard, Track, TrackVector
 from genrectl.settings import Settings
 from tests.scheduler.cluster import write_library
 from tests.services import create_database, drop_database
@@ -61,6 +61,22 @@ def postgres_home(tmp_path: Path) -> Iterator[Genrectl]:
     yield Genrectl({**env, "GENRECTL_STARTER_MODEL": "0", "GENRECTL_CHUNK_SIZE": "2"})
     dispose_engines()
     drop_database(name)
+
+
+def _add_vectors(settings: Settings) -> set[int]:
+    """A similarity vector for every track; returns their track ids."""
+    with session_scope(settings) as session:
+        ids = set(session.scalars(select(Track.id)))
+        for track_id in ids:
+            session.add(TrackVector(key="test", track_id=track_id, dim=2, vector=bytes(4)))
+    return ids
+
+
+def _track_id(settings: Settings, path: Path) -> int:
+    with session_scope(settings) as session:
+        found = session.scalar(select(Track.id).where(Track.path == str(path)))
+    assert found is not None
+    return found
 
 
 def _files(settings: Settings) -> set[str]:
@@ -125,6 +141,7 @@ def test_gc_removes_the_features_of_tracks_deleted_from_the_library(
     before = _referenced(settings)
     gone.unlink()
     genrectl("ingest", str(music))  # marks it missing
+    vectors = _add_vectors(settings)  # as labelling by an encoder model writes them
 
     recent = genrectl.json("gc", "--dry-run", "--min-age", "0")  # missing for under 7 days
     assert recent["missing_tracks"] == [] and recent["unused_shards"] == []
@@ -132,6 +149,7 @@ def test_gc_removes_the_features_of_tracks_deleted_from_the_library(
     assert (
         listed["missing_tracks"] == [str(gone)] and listed["missing_segments"] == 1
     )  # one 6 s segment
+    assert listed["missing_vectors"] == 1
     (unused,) = listed["unused_shards"]  # chunks of one track: its shard held only it
 
     genrectl("gc", "--min-age", "0", "--missing-days", "0")
@@ -142,3 +160,5 @@ def test_gc_removes_the_features_of_tracks_deleted_from_the_library(
     with session_scope(settings) as session:
         assert session.scalar(select(Segment.id).where(Segment.shard_id.is_(None))) is None
         assert len(session.scalars(select(Segment)).all()) == len(kept)
+        left = set(session.scalars(select(TrackVector.track_id)))
+    assert left == vectors - {_track_id(settings, gone)}
