@@ -139,8 +139,7 @@ class WarmClient:
         the worker died with the call in hand."""
         sock = self._connect()
         if sock is None and wait_start:
-            start_worker(self.settings, self.paths)
-            sock = self._wait_for_socket()
+            sock = self._wait_for_socket(start_worker(self.settings, self.paths))
         if sock is None:
             raise WarmUnavailable("no warm worker is running")
         self._active = sock
@@ -183,18 +182,25 @@ class WarmClient:
             return None
         return sock
 
-    def _wait_for_socket(self) -> socket.socket | None:
+    def _wait_for_socket(self, process: subprocess.Popen[bytes]) -> socket.socket | None:
+        """Connect once the worker listens; None at once if it failed (it exits 0 only
+        when another worker of this key holds the lock, and that one will listen)."""
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
             sock = self._connect()
             if sock is not None:
                 return sock
+            if process.poll() not in (None, 0):
+                log.warning(
+                    "the warm worker could not start (exit %s): see worker.log", process.returncode
+                )
+                return None
             time.sleep(0.02)
         log.warning("the warm worker did not start within %g s", START_TIMEOUT_S)
         return None
 
 
-def start_worker(settings: Settings, paths: WarmPaths) -> None:
+def start_worker(settings: Settings, paths: WarmPaths) -> subprocess.Popen[bytes]:
     """Start a warm worker in its own session; its settings travel on its stdin. Two
     commands starting one at once is harmless: the second finds the lock taken and exits."""
     log_file = settings.home / "logs" / "worker.log"
@@ -216,6 +222,7 @@ def start_worker(settings: Settings, paths: WarmPaths) -> None:
     # Reaped when it exits, should this process outlive it (a long-lived caller); a command
     # that ends first leaves it to init.
     threading.Thread(target=process.wait, name="warm-reaper", daemon=True).start()
+    return process
 
 
 def running_worker(settings: Settings) -> dict[str, Any] | None:

@@ -255,3 +255,15 @@ def test_kill_9_of_the_command_interrupts_the_warm_worker_and_the_next_ingest_re
     finally:
         _stop_all(tmp_path)
     assert report["failed"] == [] and track_statuses(settings) == {"ok": 6}
+
+
+def test_a_worker_that_cannot_start_is_not_waited_for(warm_env: dict[str, str]) -> None:
+    import subprocess
+    import sys
+    import time
+
+    client = WarmClient(Settings.from_env(warm_env))
+    failing = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
+    start = time.monotonic()
+    assert client._wait_for_socket(failing) is None
+    assert time.monotonic() - start < 20  # not START_TIMEOUT_S (30 s): it saw the exit
