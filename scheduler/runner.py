@@ -18,6 +18,7 @@ from concurrent.futures import (
     wait,
 )
 from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from db.engine import session_scope
@@ -79,10 +80,16 @@ def warm_client(settings: Settings) -> WarmClient | None:
     if settings.warm_seconds <= 0:
         return None
     try:
-        return WarmClient(settings)
+        client = WarmClient(settings)
     except (WarmUnavailable, OSError) as exc:
         log.info("no warm worker: %s", exc)
         return None
+    # One client per worker in this process: the one `ingest` starts first thing is the one
+    # its chunks then wait for.
+    return _clients.setdefault(client.paths.socket, client)
+
+
+_clients: dict[Path, WarmClient] = {}
 
 
 def _label_runner(warm: WarmClient | None) -> Callable[[Settings, TaskCall], Any]:

@@ -124,6 +124,7 @@ class WarmClient:
         self.settings = settings
         self.paths = WarmPaths.of(worker_key(settings))
         self._active: socket.socket | None = None
+        self._started: subprocess.Popen[bytes] | None = None  # by this client, not yet heard
 
     def start(self) -> None:
         """Start a worker unless one answers; returns at once (it warms up on its own)."""
@@ -131,7 +132,7 @@ class WarmClient:
         if probe is not None:
             probe.close()
             return
-        start_worker(self.settings, self.paths)
+        self._started = start_worker(self.settings, self.paths)
 
     def call(self, target: str, *args: Any, wait_start: bool = True, **kwargs: Any) -> Any:
         """Run ``target(*args, **kwargs)`` in the warm worker and return its result (or raise
@@ -139,7 +140,10 @@ class WarmClient:
         the worker died with the call in hand."""
         sock = self._connect()
         if sock is None and wait_start:
-            sock = self._wait_for_socket(start_worker(self.settings, self.paths))
+            # The one this client started may not listen yet: wait for it, not a second one.
+            process = self._started or start_worker(self.settings, self.paths)
+            self._started = None
+            sock = self._wait_for_socket(process)
         if sock is None:
             raise WarmUnavailable("no warm worker is running")
         self._active = sock
