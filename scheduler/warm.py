@@ -73,6 +73,10 @@ class WarmWorkerDied(Exception):
     """The warm worker took the call and died before answering (a decoder crash)."""
 
 
+class _NoAnswer(Exception):
+    """A connection was taken and closed before "queued" or "busy"."""
+
+
 @dataclass(frozen=True)
 class WarmPaths:
     """Where one warm worker listens, locks and says who it is."""
@@ -138,6 +142,36 @@ class WarmClient:
         """Run ``target(*args, **kwargs)`` in the warm worker and return its result (or raise
         its exception). Raises WarmUnavailable when no worker takes it, WarmWorkerDied when
         the worker died with the call in hand."""
+        try:
+            sock = self._queue(target, args, kwargs, wait_start=wait_start)
+        except _NoAnswer:
+            # A worker exiting (idle, killed) as we connected: its socket took the connection
+            # and closed it. Once more, when it is gone, starting a fresh one.
+            time.sleep(0.2)
+            sock = self._queue(target, args, kwargs, wait_start=wait_start, retry=True)
+        self._active = sock
+        try:
+            kind, value = recv_message(sock)
+        except (OSError, EOFError) as exc:
+            raise WarmWorkerDied(f"the warm worker died: {exc}") from None
+        finally:
+            self._active = None
+            sock.close()
+        if kind == RAISED:
+            raise value
+        return value
+
+    def _queue(
+        self,
+        target: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        wait_start: bool,
+        retry: bool = False,
+    ) -> socket.socket:
+        """Connect (starting a worker if need be) and send the call; the socket once the
+        worker answered "queued"."""
         sock = self._connect()
         if sock is None and wait_start:
             # The one this client started may not listen yet: wait for it, not a second one.
@@ -146,27 +180,20 @@ class WarmClient:
             sock = self._wait_for_socket(process)
         if sock is None:
             raise WarmUnavailable("no warm worker is running")
-        self._active = sock
         try:
             sock.settimeout(ANSWER_TIMEOUT_S)
-            try:
-                send_message(sock, (target, args, kwargs))
-                answer = recv_message(sock)
-            except (OSError, EOFError) as exc:
-                raise WarmUnavailable(f"the warm worker did not answer: {exc}") from None
-            if answer != QUEUED:
-                raise WarmUnavailable("the warm worker is busy")
-            sock.settimeout(None)
-            try:
-                kind, value = recv_message(sock)
-            except (OSError, EOFError) as exc:
-                raise WarmWorkerDied(f"the warm worker died: {exc}") from None
-        finally:
-            self._active = None
+            send_message(sock, (target, args, kwargs))
+            answer = recv_message(sock)
+        except (OSError, EOFError) as exc:
             sock.close()
-        if kind == RAISED:
-            raise value
-        return value
+            if retry:
+                raise WarmUnavailable(f"the warm worker did not answer: {exc}") from None
+            raise _NoAnswer from None
+        if answer != QUEUED:
+            sock.close()
+            raise WarmUnavailable("the warm worker is busy")
+        sock.settimeout(None)
+        return sock
 
     def cancel(self) -> None:
         """Interrupt the call in hand (from another thread): closing the connection makes
