@@ -178,5 +178,5 @@ def test_tags_write_at_album_scope_writes_the_albums_genre(
 
     by_track, by_album = planned("track"), planned("album")
     assert by_track["05 Weak"]["action"] == "skip"  # unclear on its own
-    assert (by_album["05 Weak"]["action"], by_album["05 Weak"]["values"]) == ("write", ["jazz"])
-    assert by_album["06 Bonus"]["values"] == ["metal"]  # it clearly disagrees: its own
+    assert (by_album["05 Weak"]["action"], by_album["05 Weak"]["values"]) == ("write", ["Jazz"])
+    assert by_album["06 Bonus"]["values"] == ["Metal"]  # it clearly disagrees: its own
