@@ -248,7 +248,8 @@ def _count(session: Session, playlist: Playlist) -> int | str:
 
 
 def track_row(position: int, track: LabelledTrack) -> list[Any]:
-    label = f"{track.genre} (you)" if track.source == "user" else track.genre
+    genre = track.canonical_genre or track.genre  # as your genre tree names it
+    label = f"{genre} (you)" if track.source == "user" else genre
     confidence = "" if track.confidence is None else f"{track.confidence:.0%}"
     minutes = (
         ""

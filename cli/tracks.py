@@ -123,7 +123,10 @@ def _print_tracks(
                 t.artist,
                 t.display_title,
                 t.album,
-                f"{t.genre} (you)" if t.source == "user" else t.genre,
+                # The genre as your tree names it ("Hip hop", not the model's "hiphop").
+                f"{t.canonical_genre or t.genre} (you)"
+                if t.source == "user"
+                else t.canonical_genre or t.genre,
                 _pct(t.album_confidence if t.scope == "album" else t.confidence),
                 t.genre_tag,
                 "" if t.status == TrackStatus.OK else t.status,

@@ -49,6 +49,7 @@ def test_tracks_list_filters_sorts_and_shows_tags_beside_labels(
     assert [r["path"] for r in least_sure][:2] == ["/m/d.mp3", "/m/b.mp3"]
     table = genrectl("tracks", "list", "--genre", "jazz").stdout
     assert "Peaches" in table and "Rock" in table and "90%" in table and "2 tracks" in table
+    assert "Jazz" in table and " jazz " not in table  # the genre tree's name, not the class
 
 
 def test_your_label_wins_everywhere(genrectl: Invoke, library: dict[str, int]) -> None:
