@@ -273,8 +273,54 @@ def labelled_tracks(
     ordered by ``sort`` (one of ``SQL_SORTS``), from ``offset``, at most ``limit``: the
     database orders and cuts, so a page of a big library reads only that page's rows."""
     model = model or promoted_model(session)
+    rule = expand_genres(session, rule)
+    if sort == "confidence" and not reverse and limit is not None and model and rule.genres:
+        # The most confident N of a big genre: only tracks at or above the N-th highest
+        # confidence of the genre's predictions can be among them (your own labels rank
+        # first and always pass), and that confidence is read off the predictions index;
+        # if the rule's other tests leave fewer than N of those, the whole genre is sorted.
+        floor = _confidence_floor(session, model.id, rule, limit + offset)
+        if floor is not None:
+            least = max(floor, rule.min_confidence or floor)
+            found = _labelled(
+                session, model, replace(rule, min_confidence=least), sort, reverse, limit, offset
+            )
+            if len(found) == limit:
+                return found
+    return _labelled(session, model, rule, sort, reverse, limit, offset)
+
+
+def _confidence_floor(session: Session, model_id: int, rule: TrackFilter, n: int) -> float | None:
+    """The ``n``-th highest confidence among the model's labels of the rule's genres (of
+    tracks you have not labelled), or None when there are fewer."""
+    model_genre, model_confidence = _model_label(rule.scope)
+    unlabelled = ~select(UserLabel.id).where(UserLabel.track_id == Prediction.track_id).exists()
+    query = (
+        select(model_confidence)
+        .where(
+            Prediction.model_id == model_id,
+            model_genre.in_([normalize_genre(g) for g in rule.genres]),
+            unlabelled,
+        )
+        .order_by(model_confidence.desc())
+        .offset(n - 1)
+        .limit(1)
+    )
+    found = session.scalar(query)
+    return None if found is None else float(found)
+
+
+def _labelled(
+    session: Session,
+    model: Model | None,
+    rule: TrackFilter,
+    sort: str,
+    reverse: bool,
+    limit: int | None,
+    offset: int,
+) -> list[LabelledTrack]:
     name = None if model is None else model.name
-    rule, taxonomy = expand_genres(session, rule), session_taxonomy(session)
+    taxonomy = session_taxonomy(session)
     walk = sort == "path" and limit is not None
     per_row = walk and _selects_many(session, -1 if model is None else model.id, rule)
     order = _sql_order(sort, reverse, rule.scope)

@@ -98,3 +98,26 @@ def test_a_rules_plan_reads_the_model_genre_confidence_index(tmp_path: Path) -> 
     with get_engine(settings).connect() as connection:
         plan = " | ".join(r[3] for r in connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}"))
     assert "ix_predictions_model_genre_confidence (model_id=? AND genre=? AND confidence>?)" in plan
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [
+        TrackFilter(genres=("jazz", "blues"), statuses=(TrackStatus.OK,)),
+        TrackFilter(genres=(GENRES[13 % len(GENRES)],), statuses=(TrackStatus.OK,)),  # a failed one
+        TrackFilter(genres=("pop",), min_confidence=0.5),
+    ],
+    ids=repr,
+)
+def test_every_cut_by_confidence_is_the_cut_of_the_whole_order(
+    db_settings: Settings, rule: TrackFilter
+) -> None:
+    """The most confident N read only the genre's top predictions (``_confidence_floor``),
+    and fall back to sorting the whole genre when the rule's other tests leave too few."""
+    _library(db_settings)
+    with session_scope(db_settings) as session:
+        whole = sorted(labelled_tracks(session, rule), key=SORT_KEYS["confidence"])
+        for limit in range(1, 13):
+            for offset in range(0, 6):
+                cut = labelled_tracks(session, rule, sort="confidence", limit=limit, offset=offset)
+                assert cut == whole[offset : offset + limit], (limit, offset)
