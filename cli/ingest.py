@@ -96,7 +96,7 @@ def ingest(
 def _start_warm_worker(settings: Settings) -> None:
     """Start the warm worker first thing (unless one runs): it imports torch and builds the
     encoders while this process migrates, scans and plans, and takes the first chunk."""
-    from scheduler.runner import warm_client
+    from scheduler.warm import warm_client
 
     client = warm_client(settings)
     if client is not None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import shutil
 from pathlib import Path
 from typing import Any
@@ -33,9 +32,6 @@ def model_summary(model: Model) -> dict[str, Any]:
         "path": model.path,
         "sha256": model.sha256,
     }
-
-
-log = logging.getLogger(__name__)
 
 
 @click.group()
@@ -339,17 +335,13 @@ def predict(obj: Context, files: tuple[Path, ...], model_name: str | None, as_js
 def _predict(settings: Settings, kwargs: dict[str, Any]) -> list[dict[str, Any]]:
     """``predict_files`` in the warm worker (started if need be: the next predict is then
     quick), else in this process."""
-    from scheduler.runner import warm_client
-    from scheduler.warm import WarmUnavailable, WarmWorkerDied
+    from scheduler.warm import warm_client
 
     target = "worker.inference.label:predict_files"
     client = warm_client(settings)
     if client is not None:
-        try:
-            answer: list[dict[str, Any]] = client.call(target, settings, **kwargs)
-            return answer
-        except (WarmUnavailable, WarmWorkerDied) as exc:
-            log.info("predicting here: %s", exc)
+        answer: list[dict[str, Any]] = client.call_or_here(target, settings, **kwargs)
+        return answer
     from worker.inference.label import predict_files
 
     return predict_files(settings, **kwargs)

@@ -140,6 +140,11 @@ def normalize_genre(genre: str) -> str:
     return " ".join(genre.split()).lower()
 
 
+def _not_user_labelled() -> ColumnElement[bool]:
+    """The prediction's track has no label of yours (yours then decides)."""
+    return ~select(UserLabel.id).where(UserLabel.track_id == Prediction.track_id).exists()
+
+
 def _matching_ids(model_id: int, rule: TrackFilter) -> Select[int] | CompoundSelect[int] | None:
     """Ids of the tracks whose label passes the rule's genre, confidence and unknown tests:
     the user's labels, and the model's predictions of tracks the user has not labelled.
@@ -152,7 +157,7 @@ def _matching_ids(model_id: int, rule: TrackFilter) -> Select[int] | CompoundSel
         return None
     genres = [normalize_genre(g) for g in rule.genres]
     model_genre, model_confidence = _model_label(rule.scope)
-    unlabelled = ~select(UserLabel.id).where(UserLabel.track_id == Prediction.track_id).exists()
+    unlabelled = _not_user_labelled()
     by_model = select(Prediction.track_id).where(Prediction.model_id == model_id, unlabelled)
     if genres:
         by_model = by_model.where(model_genre.in_(genres))
@@ -294,7 +299,7 @@ def _confidence_floor(session: Session, model_id: int, rule: TrackFilter, n: int
     """The ``n``-th highest confidence among the model's labels of the rule's genres (of
     tracks you have not labelled), or None when there are fewer."""
     model_genre, model_confidence = _model_label(rule.scope)
-    unlabelled = ~select(UserLabel.id).where(UserLabel.track_id == Prediction.track_id).exists()
+    unlabelled = _not_user_labelled()
     query = (
         select(model_confidence)
         .where(

@@ -18,7 +18,6 @@ from concurrent.futures import (
     wait,
 )
 from concurrent.futures.process import BrokenProcessPool
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from db.engine import session_scope
@@ -32,10 +31,10 @@ from scheduler.batches import (
 )
 from scheduler.pool import call_task, init_process, stop_workers
 from scheduler.tasknames import CPU_QUEUE, FEATURIZE_CHUNK, GPU_QUEUE, ROUTES
+from scheduler.warm import WarmClient, WarmUnavailable, WarmWorkerDied, warm_client
 
 if TYPE_CHECKING:
     from scheduler.pipeline import TaskCall
-    from scheduler.warm import WarmClient
 
 log = logging.getLogger(__name__)
 Progress = Callable[[BatchCounts], None]
@@ -59,7 +58,7 @@ def run_featurize(
     from scheduler import pipeline
 
     if settings.embedded:
-        client = warm_client(settings) if warm else None
+        client = warm_client(settings) if warm else None  # scheduler.warm
         _run_embedded(settings, batch_id, list(chunks), on_progress, client)
         pipeline.finish_here(settings, batch_id, on_progress, run=_label_runner(client))
     else:
@@ -72,26 +71,6 @@ def run_featurize(
         return refresh_batch(session, batch_id)
 
 
-def warm_client(settings: Settings) -> WarmClient | None:
-    """A client of this home's warm worker, or None when it is switched off
-    (GENRECTL_WARM_SECONDS=0) or cannot be had here."""
-    from scheduler.warm import WarmClient, WarmUnavailable
-
-    if settings.warm_seconds <= 0:
-        return None
-    try:
-        client = WarmClient(settings)
-    except (WarmUnavailable, OSError) as exc:
-        log.info("no warm worker: %s", exc)
-        return None
-    # One client per worker in this process: the one `ingest` starts first thing is the one
-    # its chunks then wait for.
-    return _clients.setdefault(client.paths.socket, client)
-
-
-_clients: dict[Path, WarmClient] = {}
-
-
 def _label_runner(warm: WarmClient | None) -> Callable[[Settings, TaskCall], Any]:
     """How ``finish_here`` runs a labelling call: in the warm worker when there is one (this
     process then never imports torch), else here."""
@@ -99,17 +78,7 @@ def _label_runner(warm: WarmClient | None) -> Callable[[Settings, TaskCall], Any
 
     if warm is None:
         return run_here
-
-    def run(settings: Settings, call: TaskCall) -> Any:
-        from scheduler.warm import WarmUnavailable, WarmWorkerDied
-
-        try:
-            return warm.call("scheduler.pipeline:run_here", settings, call)
-        except (WarmUnavailable, WarmWorkerDied) as exc:
-            log.info("labelling here: %s", exc)
-            return run_here(settings, call)
-
-    return run
+    return lambda settings, call: warm.call_or_here("scheduler.pipeline:run_here", settings, call)
 
 
 def enqueue_featurize(settings: Settings, batch_id: int, chunks: Sequence[list[int]]) -> int:
@@ -316,8 +285,6 @@ def _settle(future: Future[Any]) -> str:
     """Look at a finished chunk: done, crashed (its process died) or unavailable (the warm
     worker could not take it). A fault it met (an EnvironmentFault) or an interrupt is
     raised here and stops the run."""
-    from scheduler.warm import WarmUnavailable, WarmWorkerDied
-
     try:
         future.result()
     except (BrokenProcessPool, WarmWorkerDied):

@@ -195,6 +195,16 @@ class WarmClient:
         sock.settimeout(None)
         return sock
 
+    def call_or_here(self, target: str, *args: Any, **kwargs: Any) -> Any:
+        """``call``, or ``target`` run in this process when the warm worker cannot take it
+        or died with it."""
+        try:
+            return self.call(target, *args, **kwargs)
+        except (WarmUnavailable, WarmWorkerDied) as exc:
+            log.info("running %s here: %s", target, exc)
+        module, _, name = target.partition(":")
+        return getattr(importlib.import_module(module), name)(*args, **kwargs)
+
     def cancel(self) -> None:
         """Interrupt the call in hand (from another thread): closing the connection makes
         the worker roll it back and exit."""
@@ -229,6 +239,23 @@ class WarmClient:
             time.sleep(0.02)
         log.warning("the warm worker did not start within %g s", START_TIMEOUT_S)
         return None
+
+
+def warm_client(settings: Settings) -> WarmClient | None:
+    """A client of this home's warm worker, or None when it is switched off
+    (GENRECTL_WARM_SECONDS=0) or cannot be had here. One client per worker in a process:
+    the worker `ingest` starts first thing is the one its chunks then wait for."""
+    if settings.warm_seconds <= 0:
+        return None
+    try:
+        client = WarmClient(settings)
+    except (WarmUnavailable, OSError) as exc:
+        log.info("no warm worker: %s", exc)
+        return None
+    return _clients.setdefault(client.paths.socket, client)
+
+
+_clients: dict[Path, WarmClient] = {}
 
 
 def start_worker(settings: Settings, paths: WarmPaths) -> subprocess.Popen[bytes]:
@@ -389,7 +416,7 @@ class WarmServer:
         except KeyboardInterrupt:
             done.set()
             log.warning("warm worker: %s interrupted (its command went away); exiting", target)
-            self._exit(1)
+            self.exit(1)
         except Exception as exc:
             answer = (RAISED, _picklable(exc))
         done.set()
@@ -419,7 +446,7 @@ class WarmServer:
             tmp.write_text(json.dumps(status))
             tmp.replace(self.paths.status)
 
-    def _exit(self, code: int) -> None:
+    def exit(self, code: int) -> None:
         for path in (self.paths.socket, self.paths.status, self.paths.lock):  # lock still held
             with contextlib.suppress(OSError):
                 path.unlink()
@@ -520,7 +547,7 @@ def main(socket_path: str) -> None:
         server.serve()
     except KeyboardInterrupt:
         log.info("warm worker stopped by a signal")
-    server._exit(0)
+    server.exit(0)
 
 
 if __name__ == "__main__":

@@ -97,13 +97,21 @@ def test_calls_answers_errors_and_busy(warm_env: dict[str, str], tmp_path: Path)
     assert f"{pid} scheduler.warm INFO warm worker ran os.path:join" in log
 
 
-def test_a_client_that_goes_away_interrupts_the_call(warm_env: dict[str, str], tmp_path: Path):
-    settings = Settings.from_env(warm_env)
+def _in_a_long_call(
+    settings: Settings, tmp_path: Path
+) -> tuple[WarmClient, threading.Thread, list[Any], int]:
+    """A worker started and busy with a 120 s call: its client, the calling thread, where
+    the call's outcome goes, and the worker's pid."""
     client = WarmClient(settings)
     marker = tmp_path / "started"
     thread, outcome = _call_in_thread(client, SLEEP, str(marker), 120.0)
     wait_for(marker.exists, timeout=60, what="the call to start")
-    pid = running_worker(settings)["pid"]  # type: ignore[index]
+    return client, thread, outcome, running_worker(settings)["pid"]  # type: ignore[index]
+
+
+def test_a_client_that_goes_away_interrupts_the_call(warm_env: dict[str, str], tmp_path: Path):
+    settings = Settings.from_env(warm_env)
+    client, thread, outcome, pid = _in_a_long_call(settings, tmp_path)
     client.cancel()
     thread.join(10)
     assert len(outcome) == 1 and isinstance(outcome[0], WarmWorkerDied)
@@ -120,11 +128,7 @@ def test_a_killed_worker_is_said_dead_and_the_next_call_starts_another(
     warm_env: dict[str, str], tmp_path: Path
 ) -> None:
     settings = Settings.from_env(warm_env)
-    client = WarmClient(settings)
-    marker = tmp_path / "started"
-    thread, outcome = _call_in_thread(client, SLEEP, str(marker), 120.0)
-    wait_for(marker.exists, timeout=60, what="the call to start")
-    pid = running_worker(settings)["pid"]  # type: ignore[index]
+    client, thread, outcome, pid = _in_a_long_call(settings, tmp_path)
     os.kill(pid, signal.SIGKILL)  # as a decoder crash would end it
     thread.join(10)
     assert len(outcome) == 1 and isinstance(outcome[0], WarmWorkerDied)
